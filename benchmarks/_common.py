@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmark scripts: machine facts and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "imdb_50k.csv.gz"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+
+def machine_line() -> str:
+    """One line naming this machine: CPU model, cores, memory, Python and TF versions."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+        mem = f"{mem_kb / 2**20:.0f} GiB"
+    except (OSError, AttributeError):
+        mem = "? GiB"
+    import tensorflow as tf
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}"
+    )
+
+
+def git_revision() -> str:
+    """The commit the benchmark ran on (short hash), or 'unknown'."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section ``## name`` of BENCHMARKS.md with ``body``."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = f"{start_marker}\n{body.rstrip()}\n{end_marker}"
+    if start_marker in text and end_marker in text:
+        before, rest = text.split(start_marker, 1)
+        _, after = rest.split(end_marker, 1)
+        text = before + section + after
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    BENCHMARKS_MD.write_text(text)

@@ -1,0 +1,3 @@
+"""lstm-tune: hyperparameter search for Keras LSTM models on Optuna."""
+
+__version__ = "0.1.0"

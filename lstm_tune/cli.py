@@ -1,0 +1,410 @@
+"""The ``lstm-tune`` command: the only place that reads the environment, prints for the user
+and maps errors to exit codes (0 ok, 2 a problem the user can fix, 130 interrupted)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from lstm_tune.config import StudySpec, load_spec  # noqa: E402
+from lstm_tune.errors import LstmTuneError  # noqa: E402
+
+STORAGE_ENV = "LSTM_TUNE_STORAGE"
+CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
+ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def default_cache_dir() -> str:
+    """Where tokenized corpora are cached: ``$LSTM_TUNE_CACHE_DIR`` or the user cache dir."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "lstm-tune")
+
+
+def resolve_storage(flag: str | None, default_sqlite_file: Path) -> str:
+    """Storage URL by precedence: ``--storage`` > ``$LSTM_TUNE_STORAGE`` > SQLite default."""
+    if flag:
+        return flag
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
+    return f"sqlite:///{default_sqlite_file}"
+
+
+def _load_with_overrides(path: str, data_path: str | None) -> StudySpec:
+    spec = load_spec(path)
+    data = spec.data
+    if data_path is not None:
+        data = replace(data, source="csv", path=str(Path(data_path).resolve()))
+    if data.cache_dir is None:
+        data = replace(data, cache_dir=default_cache_dir())
+    return replace(spec, data=data)
+
+
+def _format_params(params: dict[str, object]) -> str:
+    parts = []
+    for name, value in params.items():
+        parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+def _trial_printer(out: Callable[[str], None]) -> Callable[..., None]:
+    def print_trial(study: object, trial: object) -> None:
+        from optuna.trial import FrozenTrial
+
+        assert isinstance(trial, FrozenTrial)
+        seconds = trial.duration.total_seconds() if trial.duration else float("nan")
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        if trial.value is None and trial.intermediate_values:
+            last = max(trial.intermediate_values)
+            value = f"({trial.intermediate_values[last]:.4f} at step {last})"
+        reason = trial.user_attrs.get("fail_reason")
+        tail = f" reason: {reason}" if reason else ""
+        out(
+            f"trial {trial.number:>3} {trial.state.name:<8} value={value} "
+            f"{_format_params(trial.params)} {seconds:.1f}s{tail}"
+        )
+
+    return print_trial
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run (or resume) a search until the study's trial budget is reached."""
+    # The study file is checked before TensorFlow is imported, so a mistake costs no wait.
+    spec = _load_with_overrides(args.study, args.data_path)
+    import optuna
+
+    from lstm_tune.artifacts import TrialArtifacts
+    from lstm_tune.progress import SearchProgress
+    from lstm_tune.worker import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
+    study_name = args.study_name or spec.name
+    storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
+    from lstm_tune.storage import redact_url
+
+    if args.workers > 1:
+        return _search_pool(args, spec, storage, study_name)
+
+    artifact_dir = resolve_artifact_dir(
+        args.artifact_dir, Path(args.study).resolve().parent / "artifacts"
+    )
+    artifacts = TrialArtifacts(artifact_dir)
+    print(f"study {study_name!r} on {redact_url(storage)}; artifacts in {artifact_dir}",
+          flush=True)
+    budget = args.n_trials or spec.search.n_trials
+    progress = SearchProgress(budget=budget, epochs=spec.training.epochs, stream=sys.stdout)
+    progress.start()
+    started = time.perf_counter()
+    from lstm_tune.pool import (
+        BudgetGate,
+        StopRequested,
+        exit_now,
+        graceful_stop,
+        release_held_trials,
+        stop_behind,
+    )
+
+    try:
+        with graceful_stop():
+            outcome = run_search(
+                spec,
+                storage_url=storage,
+                study_name=study_name,
+                n_trials=args.n_trials,
+                timeout=args.timeout,
+                # The gate runs before run_search's own budget check: it may wait for other
+                # workers' running trials before that check decides whether this one stops.
+                callbacks=[_trial_printer(progress.log), progress, BudgetGate(budget)],
+                on_trained=artifacts.on_trained,
+                on_epoch=progress.on_epoch,
+                on_pruned=artifacts.on_pruned,
+                worker_index=args.worker_index,
+            )
+    except (StopRequested, Exception) as exc:
+        stop = stop_behind(exc)
+        if stop is None:
+            raise
+        progress.close()
+        release_held_trials(stop, lambda line: print(f"lstm-tune: {line}", flush=True))
+        print(f"lstm-tune: stopped by {stop.signame}", flush=True)
+        exit_now(128 + stop.signum)  # within the stop grace period; see pool.exit_now
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"{outcome.stopped_because}: {outcome.finished}/{outcome.budget} finished trials "
+        f"in {elapsed:.1f}s"
+    )
+    try:
+        best = outcome.study.best_trial
+    except ValueError:
+        print("no complete trial yet")
+        return 0
+    print(
+        f"best: trial {best.number} val_accuracy={best.value:.4f} "
+        f"best_epoch={best.user_attrs.get('best_epoch')} {_format_params(best.params)}"
+    )
+    print(
+        f"export it: lstm-tune export-best --study-name {study_name} --storage "
+        f"{redact_url(storage)} -o best.yaml"
+    )
+    return 0
+
+
+def cmd_export_best(args: argparse.Namespace) -> int:
+    """Write the best trial of a study as a YAML config."""
+    from lstm_tune.export import best_config, write_config
+
+    storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
+    spec = best_config(storage, args.study_name)
+    path = write_config(spec, args.output)
+    assert spec.result is not None
+    print(
+        f"wrote {path}: trial {spec.result.trial_number} val_accuracy={spec.result.value:.4f} "
+        f"best_epoch={spec.result.best_epoch}"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Retrain a config YAML and evaluate it on the test split."""
+    from lstm_tune.evaluate import retrain_and_evaluate, summary
+    from lstm_tune.report import write_train_report
+
+    spec = _load_with_overrides(args.config, args.data_path)
+    spec.fixed_params()  # fail fast, before loading data, if the file is a search space
+    evaluation = retrain_and_evaluate(spec, args.out)
+    print(summary(evaluation.metrics))
+    per_epoch = evaluation.metrics["seconds_per_epoch"]
+    print(
+        f"{sum(per_epoch) / len(per_epoch):.1f}s per epoch; wrote {evaluation.out_dir}/"
+        f"{{model.keras,metrics.json,confusion_matrix.html}}"
+    )
+    page = write_train_report(
+        evaluation.metrics,
+        Path(evaluation.out_dir) / "report.html",
+        title=f"Test-set report: {Path(args.config).name}",
+    )
+    print(f"test-set report (metrics, confusion matrix, ROC curve): {page}")
+    return 0
+
+
+def resolve_artifact_dir(flag: str | None, default: Path) -> str:
+    """Artifact dir by precedence: ``--artifact-dir`` > ``$LSTM_TUNE_ARTIFACT_DIR`` > default."""
+    if flag:
+        return flag
+    if os.environ.get(ARTIFACT_DIR_ENV):
+        return os.environ[ARTIFACT_DIR_ENV]
+    return str(default)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve optuna-dashboard for a storage until interrupted."""
+    from lstm_tune.dashboard import LOOPBACK_HOSTS, dashboard_url, make_dashboard_server
+    from lstm_tune.errors import ConfigError
+    from lstm_tune.storage import redact_url
+
+    storage = args.storage or os.environ.get(STORAGE_ENV)
+    if not storage:
+        found = sorted(Path("studies").glob("*.db"))
+        hint = "; found here: " + ", ".join(f"sqlite:///{p}" for p in found) if found else ""
+        raise ConfigError(
+            f"no storage given: pass --storage URL (e.g. sqlite:///studies/imdb.db) "
+            f"or set ${STORAGE_ENV}{hint}"
+        )
+    artifact_dir = resolve_artifact_dir(args.artifact_dir, Path("studies") / "artifacts")
+    server = make_dashboard_server(
+        storage, host=args.host, port=args.port, artifact_dir=artifact_dir
+    )
+    if args.host not in LOOPBACK_HOSTS:
+        print(
+            f"lstm-tune: warning: optuna-dashboard has no login; anyone who reaches "
+            f"{args.host}:{server.server_port} can rename or delete studies",
+            file=sys.stderr,
+        )
+    print(
+        f"optuna-dashboard for {redact_url(storage)} (artifacts: {artifact_dir}) at "
+        f"{dashboard_url(server, args.host)} ; Ctrl-C stops it",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a study's HTML report (with the test metrics of `train`, when given)."""
+    from lstm_tune.report import load_metrics, load_study, write_study_report
+
+    storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
+    metrics = load_metrics(args.metrics) if args.metrics else None
+    study = load_study(storage, args.study_name)
+    path = write_study_report(study, args.output, metrics=metrics)
+    print(f"wrote {path}: {len(study.trials)} trials" + (", test metrics" if metrics else ""))
+    return 0
+
+
+def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_name: str) -> int:
+    """``search --workers N``: create the study once, then N worker processes share it."""
+    from lstm_tune.pool import run_pool
+    from lstm_tune.storage import redact_url
+    from lstm_tune.worker import open_study
+
+    open_study(spec, storage_url=storage, study_name=study_name)
+    print(f"pool of {args.workers} workers on study {study_name!r} at {redact_url(storage)}",
+          flush=True)
+
+    def worker_argv(index: int) -> list[str]:
+        argv = [sys.executable, "-m", "lstm_tune.cli", *(["--debug"] if args.debug else [])]
+        argv += ["search", args.study, "--storage", storage, "--study-name", study_name]
+        argv += ["--worker-index", str(index)]
+        passed = {"--n-trials": args.n_trials, "--timeout": args.timeout,
+                  "--data-path": args.data_path, "--artifact-dir": args.artifact_dir}
+        for flag, value in passed.items():
+            if value is not None:
+                argv += [flag, str(value)]
+        return argv
+
+    result = run_pool(worker_argv, args.workers)
+    print(f"pool finished: worker exit codes {result.exit_codes}"
+          + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""), flush=True)
+    return result.exit_code
+
+
+def cmd_create_study(args: argparse.Namespace) -> int:
+    """Create the study (space, sampler, queued configs) once, before workers start."""
+    import optuna
+
+    from lstm_tune.storage import redact_url
+    from lstm_tune.worker import count_finished, open_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = _load_with_overrides(args.study, None)
+    study_name = args.study_name or spec.name
+    storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
+    study = open_study(spec, storage_url=storage, study_name=study_name)
+    print(f"study {study_name!r} ready on {redact_url(storage)}: "
+          f"{count_finished(study)} finished trials, "
+          f"{len(study.get_trials(deepcopy=False))} in all", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``lstm-tune`` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lstm-tune", description="Hyperparameter search for Keras LSTM models."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="run or resume a study's search")
+    search.add_argument("study", help="study YAML file, e.g. studies/imdb.yaml")
+    search.add_argument(
+        "--storage",
+        help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///<study dir>/<name>.db)",
+    )
+    search.add_argument("--study-name", help="study name (default: the file's `name`)")
+    search.add_argument(
+        "--n-trials", type=_positive_int, help="the study's total budget of finished trials"
+    )
+    search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
+    search.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    search.add_argument("--artifact-dir", help=f"trial plots and best models (default: "
+                        f"${ARTIFACT_DIR_ENV} or <study dir>/artifacts)")
+    search.add_argument("--workers", type=_positive_int, default=1,
+                        help="worker processes on this machine sharing the study (default 1)")
+    # Set by `--workers N` for each worker it starts: seeds each worker's sampler differently.
+    search.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    search.set_defaults(handler=cmd_search)
+
+    create = sub.add_parser(
+        "create-study", help="create a study once before a pool's workers start"
+    )
+    create.add_argument("study", help="study YAML file, e.g. studies/imdb.yaml")
+    create.add_argument(
+        "--storage",
+        help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///<study dir>/<name>.db)",
+    )
+    create.add_argument("--study-name", help="study name (default: the file's `name`)")
+    create.set_defaults(handler=cmd_create_study)
+
+    export = sub.add_parser("export-best", help="write the best trial as a YAML config")
+    export.add_argument("--study-name", required=True)
+    export.add_argument(
+        "--storage", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///studies/<name>.db)"
+    )
+    export.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
+    export.set_defaults(handler=cmd_export_best)
+
+    train = sub.add_parser("train", help="retrain a config YAML and evaluate it on the test split")
+    train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")
+    train.add_argument("--out", required=True, help="directory for model and metrics")
+    train.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    train.set_defaults(handler=cmd_train)
+
+    dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")
+    dashboard.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV})")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to bind (default 127.0.0.1; 0.0.0.0 opens it up)")
+    dashboard.add_argument("--port", type=int, default=8080,
+                           help="port (default 8080; 0 picks a free one)")
+    dashboard.add_argument("--artifact-dir", help=f"trial artifacts (default: ${ARTIFACT_DIR_ENV} "
+                           "or studies/artifacts)")
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+    report = sub.add_parser("report", help="write a study's HTML report")
+    report.add_argument("--study-name", required=True)
+    report.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV} or "
+                        "sqlite:///studies/<name>.db)")
+    report.add_argument("--metrics", help="metrics.json from `lstm-tune train` to include")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lstm-tune``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        # Heartbeats and the retry callback are marked experimental by Optuna; we rely on them
+        # on purpose, so the warning would only be noise in every user's terminal.
+        warnings.filterwarnings("ignore", message=r".*experimental.*", category=Warning)
+    try:
+        return int(args.handler(args))
+    except LstmTuneError as exc:
+        if args.debug:
+            raise
+        print(f"lstm-tune: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("lstm-tune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Before training: estimate a config's peak memory from its shape; refuse what cannot fit.
+
+A config whose training needs more memory than the machine has would be killed by the
+kernel mid-trial, taking its worker with it (and, in a pool, its trial would be re-queued
+and kill the next worker). The estimate lets the trial fail at once, with the reason.
+
+Peak memory of a training step, in bytes:
+
+    base                     the worker before the model (TensorFlow, the tokenized corpus)
+  + 16 x parameters          weights, gradients and Adam's two moments, float32
+  + 4 x batch x steps x (hidden + layers x ACTIVATION_FLOATS_PER_UNIT x hidden)
+                             the embedding output and what back-propagation through time
+                             keeps for every step of every LSTM layer
+
+``steps`` is ``sequence_length`` (a batch of the longest reviews is padded to it).
+``ACTIVATION_FLOATS_PER_UNIT`` is fitted to a measured peak (``benchmarks/memory.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Floats kept per LSTM unit, per step, per layer, for back-propagation: gate inputs and
+# outputs, cell and hidden states, and the while-loop's stacked copies. Fitted to
+# benchmarks/memory.py: the largest imdb.yaml config (hidden 512, 3 layers, 500 steps,
+# batch 128) peaked at 4,817 MiB with 617 MiB before its model, i.e. 10.4 floats; rounded up
+# to 11, the estimate for that config is 5,124 MiB (6% above the measurement).
+ACTIVATION_FLOATS_PER_UNIT = 11
+# What a worker holds before building a model (TensorFlow runtime, tokenized full IMDB):
+# 617 MiB measured by benchmarks/memory.py, and up to 786 MiB between small trials.
+BASE_BYTES = 700 * 2**20
+# Refuse a config whose estimate exceeds this share of the memory available: the estimate is
+# rough and other processes (other workers of a pool) need room too.
+MAX_SHARE_OF_AVAILABLE = 0.8
+
+
+class ConfigTooLarge(RuntimeError):
+    """A config's estimated peak memory exceeds what the machine has available."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The parts of a config's estimated peak memory, in bytes."""
+
+    base: int
+    weights: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        """Estimated peak resident memory of the worker while training this config."""
+        return self.base + self.weights + self.activations
+
+
+def parameter_count(params: Mapping[str, int | float], vocab_size: int) -> int:
+    """Weights of the seed architecture: embedding, stacked LSTMs, the output unit."""
+    hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
+    lstm = 4 * (hidden * (hidden + hidden) + hidden)  # input width equals hidden everywhere
+    return vocab_size * hidden + layers * lstm + hidden + 1
+
+
+def estimate_memory(params: Mapping[str, int | float], vocab_size: int) -> MemoryEstimate:
+    """Estimate the peak memory of training ``params`` (see the module doc for the formula)."""
+    hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
+    cells = int(params["batch_size"]) * int(params["sequence_length"])
+    activations = 4 * cells * (hidden + layers * ACTIVATION_FLOATS_PER_UNIT * hidden)
+    return MemoryEstimate(BASE_BYTES, 16 * parameter_count(params, vocab_size), activations)
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Memory the kernel says is available for new work, or None where it does not say."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_fits(
+    params: Mapping[str, int | float], vocab_size: int, available: int | None
+) -> MemoryEstimate:
+    """Return the estimate, or raise :class:`ConfigTooLarge` if it cannot fit ``available``."""
+    estimate = estimate_memory(params, vocab_size)
+    if available is not None and estimate.total > MAX_SHARE_OF_AVAILABLE * available:
+        raise ConfigTooLarge(
+            f"estimated peak memory {estimate.total / 2**30:.1f} GiB (hidden_size="
+            f"{params['hidden_size']}, num_layers={params['num_layers']}, sequence_length="
+            f"{params['sequence_length']}, batch_size={params['batch_size']}) exceeds "
+            f"{MAX_SHARE_OF_AVAILABLE:.0%} of the {available / 2**30:.1f} GiB available"
+        )
+    return estimate

@@ -1,0 +1,46 @@
+"""Search-space ranges → ``trial.suggest_*``; the only module that calls them."""
+
+from __future__ import annotations
+
+import optuna
+
+from lstm_tune.config import PARAM_NAMES, Choice, FloatRange, IntRange, ParamSpec
+
+Params = dict[str, int | float]
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: dict[str, ParamSpec]) -> Params:
+    """Sample the six hyperparameters for ``trial``; fixed ones keep their value."""
+    params: Params = {}
+    for name in PARAM_NAMES:
+        spec = space[name]
+        if isinstance(spec, IntRange):
+            params[name] = trial.suggest_int(
+                name, spec.low, spec.high, step=spec.step, log=spec.log
+            )
+        elif isinstance(spec, FloatRange):
+            params[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+        elif isinstance(spec, Choice):
+            params[name] = trial.suggest_categorical(name, list(spec.choices))
+        else:
+            # A one-choice categorical records the fixed value in the trial's params, so
+            # every trial shows all six names (in the dashboard, the export, the logs).
+            params[name] = trial.suggest_categorical(name, [spec.value])
+    return params
+
+
+def contains(space: dict[str, ParamSpec], params: Params) -> bool:
+    """Return whether every value of ``params`` lies inside ``space``."""
+    for name in PARAM_NAMES:
+        spec, value = space[name], params[name]
+        if isinstance(spec, IntRange | FloatRange):
+            if not spec.low <= value <= spec.high:
+                return False
+            if isinstance(spec, IntRange) and (int(value) - spec.low) % spec.step:
+                return False
+        elif isinstance(spec, Choice):
+            if value not in spec.choices:
+                return False
+        elif value != spec.value:
+            return False
+    return True

@@ -1,0 +1,133 @@
+"""One worker: create or load the study, run trials until the shared budget is reached.
+
+The budget (``n_trials``) counts the study's finished trials (complete + pruned) across all
+workers, so running the same command again resumes a study instead of adding to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lstm_tune.config import StudySpec, spec_to_dict
+from lstm_tune.data import Corpus, load_corpus
+from lstm_tune.errors import StorageError
+from lstm_tune.objective import TrialEpochHook, TrialModelHook, TrialPrunedHook, make_objective
+from lstm_tune.preflight import ConfigTooLarge
+from lstm_tune.storage import open_storage
+from lstm_tune.strategy import build_pruner, build_sampler
+from lstm_tune.training import TrainingDiverged
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+SPEC_ATTR = "lstm_tune_spec"
+BUDGET_ATTR = "lstm_tune_budget"
+# A worker gives up after this many failed trials in a row: the cause is then the setup
+# (data, memory), not one unlucky config, and looping on it would never finish the budget.
+MAX_CONSECUTIVE_FAILURES = 5
+StudyCallback = Callable[[optuna.study.Study, FrozenTrial], None]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """How a worker's run ended."""
+
+    study: optuna.study.Study
+    finished: int
+    budget: int
+    stopped_because: str
+
+
+def count_finished(study: optuna.study.Study) -> int:
+    """Number of complete or pruned trials in ``study``."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def open_study(
+    spec: StudySpec, *, storage_url: str, study_name: str, worker_index: int = 0
+) -> optuna.study.Study:
+    """Create the study if it does not exist, else load it; record the spec it searches."""
+    storage = open_storage(storage_url)
+    # Each worker of a pool gets its own sampler seed so their random start-up trials differ.
+    sampler = build_sampler(spec.search.sampler, spec.seed + worker_index)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction=spec.search.direction,  # type: ignore[arg-type]  # validated: maximize
+        sampler=sampler,
+        pruner=build_pruner(spec.search.pruner),
+        load_if_exists=True,
+    )
+    if SPEC_ATTR not in study.user_attrs:
+        # First open of this study: record what it searches and queue the configs to run first.
+        study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))
+        for config in spec.search.enqueue:
+            study.enqueue_trial(config, skip_if_exists=True)
+    return study
+
+
+class _BudgetStop:
+    """Stops the study when the shared budget is met or trials keep failing."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.consecutive_failures = 0
+        self.reason = "timeout or interrupted"
+
+    def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
+        self.consecutive_failures = (
+            self.consecutive_failures + 1 if trial.state == TrialState.FAIL else 0
+        )
+        if count_finished(study) >= self.budget:
+            self.reason = "budget reached"
+            study.stop()
+        elif self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            self.reason = f"{self.consecutive_failures} trials failed in a row"
+            study.stop()
+
+
+def run_search(
+    spec: StudySpec,
+    *,
+    storage_url: str,
+    study_name: str,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    callbacks: Sequence[StudyCallback] = (),
+    on_trained: TrialModelHook | None = None,
+    on_epoch: TrialEpochHook | None = None,
+    on_pruned: TrialPrunedHook | None = None,
+    worker_index: int = 0,
+    corpus: Corpus | None = None,
+) -> SearchOutcome:
+    """Run trials of ``spec`` until the study holds ``n_trials`` finished ones (or timeout).
+
+    ``corpus`` replaces the data ``spec.data`` names (already loaded, e.g. by a caller that
+    runs several searches on the same reviews).
+    """
+    budget = n_trials if n_trials is not None else spec.search.n_trials
+    study = open_study(
+        spec, storage_url=storage_url, study_name=study_name, worker_index=worker_index
+    )
+    study.set_user_attr(BUDGET_ATTR, budget)
+    finished = count_finished(study)
+    if finished >= budget:
+        return SearchOutcome(study, finished, budget, "budget already reached")
+    if corpus is None:
+        corpus = load_corpus(spec.data, spec.seed)
+    stop = _BudgetStop(budget)
+    try:
+        study.optimize(
+            make_objective(
+                spec, corpus, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
+            ),
+            timeout=timeout if timeout is not None else spec.search.timeout,
+            catch=(TrainingDiverged, ConfigTooLarge),
+            callbacks=[*callbacks, stop],
+            gc_after_trial=True,
+        )
+    except optuna.exceptions.StorageInternalError as exc:
+        raise StorageError(f"storage failed during the search: {exc}") from exc
+    return SearchOutcome(study, count_finished(study), budget, stop.reason)

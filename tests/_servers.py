@@ -1,0 +1,63 @@
+"""Start the real ``lstm-tune dashboard`` command in a subprocess and find its URL."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT_S = 60.0  # importing optuna-dashboard on a busy 2-core machine takes seconds
+
+
+@contextmanager
+def dashboard_process(storage_url: str, artifact_dir: Path) -> Iterator[str]:
+    """Run ``lstm-tune dashboard`` on a free port; yield its base URL (``.../dashboard/``)."""
+    cmd = [
+        sys.executable, "-m", "lstm_tune.cli", "dashboard",
+        "--storage", storage_url, "--port", "0", "--artifact-dir", str(artifact_dir),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    try:
+        url = None
+        while url is None:
+            try:
+                line = lines.get(timeout=START_TIMEOUT_S)
+            except queue.Empty:
+                raise AssertionError(f"dashboard printed no URL; output: {seen}") from None
+            seen.append(line)
+            url = next((w for w in line.split() if w.startswith("http://")), None)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def get_json(url: str) -> Any:
+    """GET ``url`` and decode its JSON body."""
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.load(resp)
+
+
+def api_url(base: str, path: str) -> str:
+    """``http://h:p/dashboard/`` + ``studies`` → ``http://h:p/api/studies``."""
+    return base.removesuffix("dashboard/") + "api/" + path

@@ -1,0 +1,62 @@
+"""Reporting to the pruner within epochs: trials stop mid-epoch, steps count reviews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from lstm_tune.config import parse_spec
+from lstm_tune.worker import run_search
+
+TINY = {
+    "hidden_size": 8,
+    "num_layers": 1,
+    "learning_rate": 0.01,
+    "dropout_rate": 0.0,
+    "sequence_length": 40,
+    "batch_size": 25,
+}
+
+
+def _spec(data: Path, tmp: Path, pruner: dict) -> object:
+    return parse_spec(
+        {
+            "name": "checkpoints",
+            "data": {
+                "path": str(data),
+                "max_features": 1000,
+                "validation_split": 0.25,
+                "cache_dir": str(tmp / "cache"),
+            },
+            "training": {"epochs": 2, "report_every": 100, "report_sample": 50},
+            "search": {"n_trials": 1, "pruner": pruner},
+            "params": TINY,
+        },
+        "checkpoints.yaml",
+    )
+
+
+def test_reports_every_n_reviews_across_epochs(imdb_slice: Path, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    spec = _spec(imdb_slice, tmp_path, {"name": "none"})
+    run_search(spec, storage_url=storage, study_name="c")  # type: ignore[arg-type]
+    (trial,) = optuna.load_study(study_name="c", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE
+    # 300 fit reviews x 2 epochs = 600 reviews seen: checkpoints at 100, 200, ..., 600.
+    assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5, 6]
+    # Accuracy on a 50-review sample moves in steps of 1/50.
+    assert all(round(v * 50, 6).is_integer() for v in trial.intermediate_values.values())
+    assert len(trial.user_attrs["val_accuracy_per_epoch"]) == 2
+
+
+def test_a_hopeless_trial_stops_inside_its_first_epoch(imdb_slice: Path, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    # Every accuracy is below 1.01, so the threshold pruner stops the trial at its first report.
+    spec = _spec(imdb_slice, tmp_path, {"name": "threshold", "options": {"lower": 1.01}})
+    run_search(spec, storage_url=storage, study_name="p")  # type: ignore[arg-type]
+    (trial,) = optuna.load_study(study_name="p", storage=storage).trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]
+    assert "val_accuracy_per_epoch" not in trial.user_attrs  # no epoch had ended

@@ -1,0 +1,245 @@
+"""Worker pools as users run them: real `lstm-tune search` processes, real IMDB reviews, real
+PostgreSQL (shared server and a private cluster restarted mid-study) and SQLite.
+
+Each trial trains a tiny LSTM on a few hundred reviews (seconds), so faults land mid-trial.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_SPACE, write_slice
+from optuna.trial import FrozenTrial, TrialState
+
+from lstm_tune.pool import StopRequested, graceful_stop
+from lstm_tune.storage import open_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+# Fast failure detection for the tests; the product defaults are 10 s / 60 s.
+FAST_HEARTBEAT = "heartbeat_interval=1&grace_period=3"
+# What Docker gives a container between SIGTERM and SIGKILL by default.
+DOCKER_STOP_TIMEOUT = 10.0
+
+
+class _SignalsFromAFinalizer:
+    """Gets SIGTERM while Python runs its __del__ (as garbage collection may, mid-training)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs in here; Python drops what it raises
+
+
+def test_a_stop_swallowed_by_a_finalizer_is_delivered_again() -> None:
+    started = time.monotonic()
+    with pytest.raises(StopRequested) as stop, graceful_stop():
+        _SignalsFromAFinalizer()  # dropped at once
+        time.sleep(5)
+    assert stop.value.signame == "SIGTERM"
+    assert time.monotonic() - started < 2
+
+
+@pytest.fixture(scope="module")
+def tiny_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study small enough that a trial takes seconds: 400 reviews, a 4-8 unit LSTM."""
+    tmp = tmp_path_factory.mktemp("pool")
+    data = write_slice(shared_data, tmp / "slice.csv", 100)
+    doc = {
+        "name": "pool",
+        "seed": 3,
+        "data": {
+            "path": str(data),
+            "max_features": 1000,
+            "validation_split": 0.25,
+            "cache_dir": str(tmp / "cache"),
+        },
+        "training": {"epochs": 2},
+        "search": {"n_trials": 4, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
+        "space": TINY_SPACE,
+    }
+    path = tmp / "pool.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _search(study: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "lstm_tune.cli", "search", str(study),
+        "--artifact-dir", str(study.parent / "artifacts"), *args,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
+
+
+def _trials(url: str, name: str = "pool") -> list[FrozenTrial]:
+    storage = open_storage(url)
+    study_id = storage.get_study_id_from_name(name)
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def _states(trials: list[FrozenTrial]) -> Counter[str]:
+    return Counter(t.state.name for t in trials)
+
+
+def _finished(trials: list[FrozenTrial]) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except KeyError:
+            pass  # the study does not exist yet
+        time.sleep(0.2)  # how often the test looks at the database
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def _running(url: str) -> int:
+    return _states(_trials(url))["RUNNING"]
+
+
+@pytest.mark.slow
+def test_a_local_pool_on_the_default_sqlite_file_loses_no_trial(tiny_study: Path) -> None:
+    db = tiny_study.parent / "pool.db"  # no --storage: the default file next to the study
+    db.unlink(missing_ok=True)
+    run = subprocess.run(
+        _search(tiny_study, "--workers", "2", "--n-trials", "2"),
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "pool finished: worker exit codes [0, 0]" in run.stdout
+    assert "database is locked" not in run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    # Exactly the budget: no trial lost, none failed, none left RUNNING, none past the budget.
+    assert _states(_trials(f"sqlite:///{db}")) == Counter(COMPLETE=2)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_three_workers_share_a_study_survive_a_sigkill_and_finish_exactly_the_budget(
+    tiny_study: Path, pg_url: str, tmp_path: Path
+) -> None:
+    url = f"{pg_url}?{FAST_HEARTBEAT}"
+    # Three workers started separately, the way workers on three machines join a pool. The
+    # victim starts alone, so the trial RUNNING is its own and no other worker can end the
+    # budget before it is caught mid-trial (on a quiet machine a tiny trial's epochs are too
+    # short to catch reliably while three workers race through a budget of 4).
+    logs = [tmp_path / f"w{i}.log" for i in range(3)]
+    argv = _search(tiny_study, "--storage", url, "--n-trials", "4")
+    victim = _start(argv, logs[0])
+
+    def victim_mid_trial() -> bool:
+        # Running for over a heartbeat interval (1 s): its heartbeat is in the database, so
+        # the trial can be recognised as stale once the worker is dead.
+        now = datetime.now()
+        return any(
+            t.state == TrialState.RUNNING
+            and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > 1.5
+            for t in _trials(url)
+        )
+
+    _wait_for("the victim in the middle of a trial", victim_mid_trial, timeout=240)
+    victim.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    victim.wait(timeout=10)
+    survivors = [_start(argv, log) for log in logs[1:]]
+
+    def requeued() -> bool:
+        return any(t.system_attrs.get("failed_trial") is not None for t in _trials(url))
+
+    _wait_for("the dead worker's trial to be re-queued", requeued, timeout=120)
+    requeue_seconds = time.monotonic() - killed_at
+    for survivor, log in zip(survivors, logs[1:], strict=True):
+        assert survivor.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    trials = _trials(url)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1, _states(trials)
+    rerun = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(rerun) == 1 and rerun[0].params == failed[0].params
+    assert rerun[0].state == TrialState.COMPLETE
+    # Exactly the budget, nothing RUNNING or WAITING: the killed trial cost time, not a trial.
+    assert _states(trials) == Counter(COMPLETE=4, FAIL=1)
+    # grace_period is 3 s; the rest is a survivor noticing at its next trial or while waiting.
+    print(f"SIGKILL -> re-queue: {requeue_seconds:.1f}s")
+    assert requeue_seconds < 60
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_wait_out_a_database_restart_and_lose_no_trial(
+    tiny_study: Path, private_pg: object, tmp_path: Path
+) -> None:
+    cluster = private_pg
+    # grace_period (30 s) outlasts the outage, so no live trial is declared dead meanwhile.
+    url = f"{cluster.url}?heartbeat_interval=1&grace_period=30"  # type: ignore[attr-defined]
+    log = tmp_path / "pool.log"
+    pool = _start(_search(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "3"), log)
+    _wait_for(
+        "a finished trial and one mid-trial",
+        lambda: _finished(_trials(url)) >= 1 and _running(url) >= 1,
+        timeout=240,
+    )
+    before = {t.number: t.value for t in _trials(url) if t.state == TrialState.COMPLETE}
+    cluster.stop("fast")  # type: ignore[attr-defined]  # every connection is cut
+    time.sleep(4.0)
+    cluster.start()  # type: ignore[attr-defined]
+    assert pool.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    trials = _trials(url)
+    after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert before.items() <= after.items()  # every trial completed before the restart is kept
+    assert _states(trials) == Counter(COMPLETE=3)
+    assert "unreachable" in log.read_text()  # the workers said they were waiting
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sigterm_stops_a_worker_within_the_grace_period_and_requeues_its_trial(
+    tiny_study: Path, pg_url: str, tmp_path: Path
+) -> None:
+    url = f"{pg_url}?{FAST_HEARTBEAT}"
+    log = tmp_path / "w.log"
+    worker = _start(_search(tiny_study, "--storage", url, "--n-trials", "4"), log)
+    _wait_for("a trial to start", lambda: _running(url) == 1)
+    time.sleep(1.0)  # inside the trial, not at its edge
+    worker.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    code = worker.wait(timeout=60)
+    took = time.monotonic() - sent
+    output = log.read_text()
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    print(f"SIGTERM -> exit: {took:.1f}s")
+    assert took < DOCKER_STOP_TIMEOUT, f"took {took:.1f}s"
+    trials = _trials(url)
+    assert _states(trials)["RUNNING"] == 0
+    if "failed and re-queued" in output:
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        assert len(failed) == 1 and len(waiting) == 1
+        assert waiting[0].params == failed[0].params
+        assert f"trial {failed[0].number} failed and re-queued" in output
+    else:  # the signal came as the trial ended
+        assert "finished (" in output, output[-3000:]
+    assert "stopped by SIGTERM" in output
+    assert "Traceback" not in output  # a requested stop is not reported as a crash
