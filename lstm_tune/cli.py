@@ -101,14 +101,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.artifact_dir, Path(args.study).resolve().parent / "artifacts"
     )
     artifacts = TrialArtifacts(artifact_dir)
-    print(f"study {study_name!r} on {redact_url(storage)}; artifacts in {artifact_dir}",
-          flush=True)
+    print(
+        f"study {study_name!r} on {redact_url(storage)}; artifacts in {artifact_dir}", flush=True
+    )
     budget = args.n_trials or spec.search.n_trials
     progress = SearchProgress(budget=budget, epochs=spec.training.epochs, stream=sys.stdout)
     progress.start()
     started = time.perf_counter()
     from lstm_tune.pool import (
         BudgetGate,
+        StopRecord,
         StopRequested,
         exit_now,
         graceful_stop,
@@ -116,8 +118,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         stop_behind,
     )
 
+    stop_record: StopRecord | None = None
     try:
-        with graceful_stop():
+        with graceful_stop() as stop_record:
             outcome = run_search(
                 spec,
                 storage_url=storage,
@@ -133,7 +136,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 worker_index=args.worker_index,
             )
     except (StopRequested, Exception) as exc:
-        stop = stop_behind(exc)
+        stop = stop_behind(exc, stop_record)
         if stop is None:
             raise
         progress.close()
@@ -265,23 +268,32 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
     from lstm_tune.worker import open_study
 
     open_study(spec, storage_url=storage, study_name=study_name)
-    print(f"pool of {args.workers} workers on study {study_name!r} at {redact_url(storage)}",
-          flush=True)
+    print(
+        f"pool of {args.workers} workers on study {study_name!r} at {redact_url(storage)}",
+        flush=True,
+    )
 
     def worker_argv(index: int) -> list[str]:
         argv = [sys.executable, "-m", "lstm_tune.cli", *(["--debug"] if args.debug else [])]
         argv += ["search", args.study, "--storage", storage, "--study-name", study_name]
         argv += ["--worker-index", str(index)]
-        passed = {"--n-trials": args.n_trials, "--timeout": args.timeout,
-                  "--data-path": args.data_path, "--artifact-dir": args.artifact_dir}
+        passed = {
+            "--n-trials": args.n_trials,
+            "--timeout": args.timeout,
+            "--data-path": args.data_path,
+            "--artifact-dir": args.artifact_dir,
+        }
         for flag, value in passed.items():
             if value is not None:
                 argv += [flag, str(value)]
         return argv
 
     result = run_pool(worker_argv, args.workers)
-    print(f"pool finished: worker exit codes {result.exit_codes}"
-          + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""), flush=True)
+    print(
+        f"pool finished: worker exit codes {result.exit_codes}"
+        + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""),
+        flush=True,
+    )
     return result.exit_code
 
 
@@ -297,9 +309,12 @@ def cmd_create_study(args: argparse.Namespace) -> int:
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
     study = open_study(spec, storage_url=storage, study_name=study_name)
-    print(f"study {study_name!r} ready on {redact_url(storage)}: "
-          f"{count_finished(study)} finished trials, "
-          f"{len(study.get_trials(deepcopy=False))} in all", flush=True)
+    print(
+        f"study {study_name!r} ready on {redact_url(storage)}: "
+        f"{count_finished(study)} finished trials, "
+        f"{len(study.get_trials(deepcopy=False))} in all",
+        flush=True,
+    )
     return 0
 
 
@@ -323,10 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     search.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
-    search.add_argument("--artifact-dir", help=f"trial plots and best models (default: "
-                        f"${ARTIFACT_DIR_ENV} or <study dir>/artifacts)")
-    search.add_argument("--workers", type=_positive_int, default=1,
-                        help="worker processes on this machine sharing the study (default 1)")
+    search.add_argument(
+        "--artifact-dir",
+        help=f"trial plots and best models (default: "
+        f"${ARTIFACT_DIR_ENV} or <study dir>/artifacts)",
+    )
+    search.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes on this machine sharing the study (default 1)",
+    )
     # Set by `--workers N` for each worker it starts: seeds each worker's sampler differently.
     search.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     search.set_defaults(handler=cmd_search)
@@ -358,18 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")
     dashboard.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV})")
-    dashboard.add_argument("--host", default="127.0.0.1",
-                           help="address to bind (default 127.0.0.1; 0.0.0.0 opens it up)")
-    dashboard.add_argument("--port", type=int, default=8080,
-                           help="port (default 8080; 0 picks a free one)")
-    dashboard.add_argument("--artifact-dir", help=f"trial artifacts (default: ${ARTIFACT_DIR_ENV} "
-                           "or studies/artifacts)")
+    dashboard.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 opens it up)",
+    )
+    dashboard.add_argument(
+        "--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)"
+    )
+    dashboard.add_argument(
+        "--artifact-dir",
+        help=f"trial artifacts (default: ${ARTIFACT_DIR_ENV} or studies/artifacts)",
+    )
     dashboard.set_defaults(handler=cmd_dashboard)
 
     report = sub.add_parser("report", help="write a study's HTML report")
     report.add_argument("--study-name", required=True)
-    report.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV} or "
-                        "sqlite:///studies/<name>.db)")
+    report.add_argument(
+        "--storage", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///studies/<name>.db)"
+    )
     report.add_argument("--metrics", help="metrics.json from `lstm-tune train` to include")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)

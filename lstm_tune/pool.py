@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_STOP_GRACE",
     "STOP_SIGNALS",
     "PoolResult",
+    "StopRecord",
     "StopRequested",
     "exit_now",
     "graceful_stop",
@@ -73,16 +74,29 @@ class StopRequested(KeyboardInterrupt):
         self.held = list(held)
 
 
+class StopRecord:
+    """What :func:`graceful_stop` raised, kept for when the exception does not arrive intact.
+
+    A stop raised while TensorFlow traces a graph (the first batches of a trial) can come out
+    of TensorFlow as another error without a link back to it (CI saw exit 1 instead of 143).
+    """
+
+    def __init__(self) -> None:
+        self.requested: StopRequested | None = None
+
+
 @contextmanager
-def graceful_stop() -> Iterator[None]:
+def graceful_stop() -> Iterator[StopRecord]:
     """Turn SIGTERM and SIGINT into :class:`StopRequested` while the block runs.
 
     The exception is raised at once unless the main thread is inside a storage call, in which
     case it is raised when that call returns (a half-done commit could strand a trial).
     A second signal while already stopping is ignored: the first one is being honoured.
+    The yielded record holds the first stop raised, for :func:`stop_behind`.
     """
+    record = StopRecord()
     if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may handle signals (e.g. a search run inside a server)
+        yield record  # only the main thread may handle signals (e.g. a search in a server)
         return
     stopping = threading.Event()
     redeliver = threading.Event()
@@ -92,7 +106,10 @@ def graceful_stop() -> Iterator[None]:
             return
         stopping.set()
         redeliver.clear()
-        raise_when_safe(StopRequested(signum, held_trials()))
+        stop = StopRequested(signum, held_trials())
+        if record.requested is None:
+            record.requested = stop
+        raise_when_safe(stop)
 
     def unraisable(info: Any) -> None:
         # A signal handler's exception raised inside a finalizer (__del__, a weakref callback,
@@ -114,7 +131,7 @@ def graceful_stop() -> Iterator[None]:
     optuna_log = logging.getLogger("optuna.study._optimize")
     optuna_log.addFilter(quiet)
     try:
-        yield
+        yield record
     finally:
         optuna_log.removeFilter(quiet)
         sys.unraisablehook = previous_hook
@@ -143,20 +160,22 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def stop_behind(exc: BaseException) -> StopRequested | None:
-    """The :class:`StopRequested` that ``exc`` is, or that it was raised while handling.
+def stop_behind(exc: BaseException, record: StopRecord | None = None) -> StopRequested | None:
+    """The :class:`StopRequested` that ``exc`` is, was raised while handling, or replaced.
 
     A stop raised right after a storage write inside Optuna's bookkeeping can surface as
-    another error (e.g. Optuna's own clean-up failing on it); the stop is still what happened.
+    another error (e.g. Optuna's own clean-up failing on it), and one raised inside
+    TensorFlow's graph tracing can come out as an unrelated error; either way the stop is
+    what happened, so once ``record`` holds a stop, any error leaving the block is that stop.
     """
     seen: BaseException | None = exc
     for _ in range(10):  # exception chains here are a few links long
         if seen is None:
-            return None
+            break
         if isinstance(seen, StopRequested):
             return seen
         seen = seen.__context__ or seen.__cause__
-    return None
+    return record.requested if record is not None else None
 
 
 class _NoTracebackForStop(logging.Filter):

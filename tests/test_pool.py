@@ -21,7 +21,7 @@ import yaml
 from conftest import TINY_SPACE, write_slice
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.pool import StopRequested, graceful_stop
+from lstm_tune.pool import StopRequested, graceful_stop, stop_behind
 from lstm_tune.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,28 @@ def test_a_stop_swallowed_by_a_finalizer_is_delivered_again() -> None:
         time.sleep(5)
     assert stop.value.signame == "SIGTERM"
     assert time.monotonic() - started < 2
+
+
+def test_a_stop_that_comes_out_as_another_error_is_still_the_stop() -> None:
+    # TensorFlow's C++ layer, when a signal handler raises while it traces a graph, reports an
+    # unrelated ValueError/SystemError that has no link to the stop (seen in CI: exit 1).
+    unrelated = ValueError("The two structures don't have the same nested structure.")
+    with pytest.raises(ValueError), graceful_stop() as record:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except StopRequested:
+            pass  # swallowed, as the C++ layer does
+        raise unrelated
+    assert unrelated.__context__ is None
+    stop = stop_behind(unrelated, record)
+    assert stop is not None and stop.signame == "SIGTERM"
+
+
+def test_an_error_without_a_stop_is_not_taken_for_one() -> None:
+    with pytest.raises(ValueError) as error, graceful_stop() as record:
+        raise ValueError("a real bug")
+    assert stop_behind(error.value, record) is None
 
 
 @pytest.fixture(scope="module")
