@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
+from _notebook import notebook_model  # noqa: E402
 
 from lstm_tune.batching import truncated_lengths  # noqa: E402
 from lstm_tune.config import DataSpec, load_spec  # noqa: E402
@@ -56,28 +57,10 @@ class Result:
         return self.real_tokens / self.mean_epoch
 
 
-def seed_notebook_model(vocab_size: int) -> keras.Model:
-    """The notebook's model, as it writes it (no masking)."""
-    model = keras.Sequential()
-    model.add(keras.layers.Embedding(vocab_size, SEED["hidden_size"]))
-    for _ in range(SEED["num_layers"] - 1):
-        model.add(keras.layers.LSTM(SEED["hidden_size"], return_sequences=True))
-        model.add(keras.layers.Dropout(SEED["dropout_rate"]))
-    model.add(keras.layers.LSTM(SEED["hidden_size"]))
-    model.add(keras.layers.Dropout(SEED["dropout_rate"]))
-    model.add(keras.layers.Dense(1, activation="sigmoid"))
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=SEED["learning_rate"]),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
 def run_seed_pipeline(train: Split, val: Split, vocab: int, epochs: int, real: int) -> Result:
     keras.backend.clear_session()
     keras.utils.set_random_seed(42)
-    model = seed_notebook_model(vocab)
+    model = notebook_model(SEED, vocab)
     recorder = EpochRecorder()
     cpu = time.process_time()
     model.fit(

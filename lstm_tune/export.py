@@ -12,8 +12,7 @@ from optuna.trial import TrialState
 
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import StorageError
-from lstm_tune.storage import open_storage, redact_url
-from lstm_tune.worker import SPEC_ATTR
+from lstm_tune.storage import SPEC_ATTR, open_storage, redact_url
 
 VERSIONED_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "optuna", "lstm-tune")
 

@@ -42,6 +42,8 @@ from sqlalchemy.exc import ArgumentError
 from lstm_tune.errors import StorageError
 
 __all__ = [
+    "BUDGET_ATTR",
+    "SPEC_ATTR",
     "SUPPORTED_SCHEMES",
     "HeldTrial",
     "ResilientRDBStorage",
@@ -55,6 +57,12 @@ __all__ = [
 ]
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+# Study user attributes lstm-tune keeps: the study file it was created from (so export-best
+# and every worker read the same spec), and the shared trial budget. Here, not in worker.py,
+# so commands that only read a study do not import the training stack (TensorFlow).
+SPEC_ATTR = "lstm_tune_spec"
+BUDGET_ATTR = "lstm_tune_budget"
 
 # Heartbeat every 10 s: one tiny UPDATE per worker, invisible next to an epoch of training.
 DEFAULT_HEARTBEAT_INTERVAL = 10

@@ -17,13 +17,11 @@ from lstm_tune.data import Corpus, load_corpus
 from lstm_tune.errors import StorageError
 from lstm_tune.objective import TrialEpochHook, TrialModelHook, TrialPrunedHook, make_objective
 from lstm_tune.preflight import ConfigTooLarge
-from lstm_tune.storage import open_storage
+from lstm_tune.storage import BUDGET_ATTR, SPEC_ATTR, open_storage
 from lstm_tune.strategy import build_pruner, build_sampler
 from lstm_tune.training import TrainingDiverged
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-SPEC_ATTR = "lstm_tune_spec"
-BUDGET_ATTR = "lstm_tune_budget"
 # A worker gives up after this many failed trials in a row: the cause is then the setup
 # (data, memory), not one unlucky config, and looping on it would never finish the budget.
 MAX_CONSECUTIVE_FAILURES = 5

@@ -203,6 +203,14 @@ def test_broken_study_file_exits_2_with_one_line_and_writes_nothing(tmp_path: Pa
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+def test_reading_a_study_does_not_load_tensorflow() -> None:
+    # TensorFlow writes start-up lines to stderr on some CPUs (oneDNN notices that
+    # TF_CPP_MIN_LOG_LEVEL does not silence), which would bury export-best's one-line errors.
+    code = "import sys, lstm_tune.export, lstm_tune.report; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
 def test_unknown_study_name_is_one_line(tmp_path: Path) -> None:
     result = _run_cli(
         "export-best",

@@ -1,0 +1,431 @@
+"""lstm-tune against Optuna TPE without pruning and KerasTuner Hyperband, same wall-clock budget.
+
+All three search the space of ``studies/imdb.yaml`` on the same tokenized reviews and the same
+fit/validation split (20,000 / 5,000 of IMDB's training half, seed 42), one after the other,
+each in a fresh process with the machine to itself, for ``--budget`` seconds of wall time:
+
+- ``lstm-tune``: ``run_search`` on ``studies/imdb.yaml`` as shipped (TPE, median pruner on
+  checkpoints every 5,000 reviews, the seed config enqueued first, length-bucketed batches);
+- ``optuna-tpe``: what a user writes with plain Optuna: ``TPESampler(seed=42)``, no pruning,
+  the notebook's pipeline (pad every review to the trial's ``sequence_length``, ``model.fit``);
+- ``kerastuner``: ``keras_tuner.Hyperband(max_epochs=5, factor=3)`` around the same notebook
+  pipeline, the usual KerasTuner set-up.
+
+Every ``model.fit`` in a contender's process gets one more callback (by wrapping
+``keras.Model.fit``, so no contender's code changes): after each epoch it records the time
+since the contender started and the epoch's validation accuracy on the full 5,000 reviews, and
+keeps the model whenever that accuracy is the best so far; after each batch it ends the
+contender once the budget is spent. "Best validation accuracy at time t" is the best such
+epoch-end value recorded by t. Each contender's best kept model is then scored on the 25,000
+test reviews.
+
+    python benchmarks/search_efficiency.py --budget 1800             # the full comparison
+    python benchmarks/search_efficiency.py --budget 60 --train-limit 1000 --no-write  # a look
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
+from _notebook import notebook_model  # noqa: E402
+
+from lstm_tune.config import Choice, FloatRange, IntRange, StudySpec, load_spec  # noqa: E402
+from lstm_tune.data import Corpus, Split, load_corpus, pad, split_validation  # noqa: E402
+from lstm_tune.evaluate import binary_metrics  # noqa: E402
+from lstm_tune.training import predict_proba  # noqa: E402
+
+CONTENDERS = ("lstm-tune", "optuna-tpe", "kerastuner")
+STUDY = ROOT / "studies" / "imdb.yaml"
+SEED = 42
+# One seed-config training run of the notebook pipeline on full IMDB (5 epochs), from
+# `python benchmarks/train_speed.py --epochs 2`: 373.3 s/epoch on this machine (BENCHMARKS.md).
+SEED_RUN_SECONDS = 5 * 373.3
+
+
+# The running trial's number and params, kept up to date by each contender for the tracker.
+Current = dict[str, Any]
+
+
+class BudgetSpent(KeyboardInterrupt):
+    """Ends a contender when its wall-clock budget is spent.
+
+    A KeyboardInterrupt, because that is what stops a search in every contender (Optuna
+    and KerasTuner catch ``Exception`` from a trial and go on, as they should for a real error).
+    """
+
+
+class Tracker(keras.callbacks.Callback):  # type: ignore[misc]
+    """Records epoch-end validation accuracy over time, keeps the best model, ends at budget."""
+
+    def __init__(self, started: float, budget: float, out_dir: Path, current: Current):
+        super().__init__()
+        self.started, self.deadline = started, started + budget
+        self.out_dir, self.current = out_dir, current
+        self.best = -1.0
+        self.log = (out_dir / "epochs.jsonl").open("a")
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if time.perf_counter() > self.deadline:
+            raise BudgetSpent
+
+    on_test_batch_end = on_train_batch_end
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        accuracy = float((logs or {}).get("val_accuracy", float("nan")))
+        seconds = time.perf_counter() - self.started
+        if accuracy > self.best:
+            self.best = accuracy
+            self.model.save(self.out_dir / "best.keras")
+        record = {"seconds": seconds, "val_accuracy": accuracy, **self.current}
+        self.log.write(json.dumps(record) + "\n")
+        self.log.flush()
+
+
+def track_every_fit(tracker_factory: Callable[[], Tracker]) -> None:
+    """Give every ``keras.Model.fit`` in this process a :class:`Tracker`, whoever calls it."""
+    original = keras.Model.fit
+
+    def fit(self: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), tracker_factory()]
+        return original(self, *args, **kwargs)
+
+    keras.Model.fit = fit
+
+
+# --- the contenders ----------------------------------------------------------------------------
+
+
+def run_lstm_tune(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+    import optuna
+
+    from lstm_tune.training import EpochRecorder
+    from lstm_tune.worker import run_search
+
+    def note(trial: optuna.trial.Trial, recorder: EpochRecorder) -> None:
+        # Runs at each epoch end before the tracker (lstm-tune's recorder is the first callback).
+        current.update(trial=trial.number, params=dict(trial.params))
+
+    (out_dir / "lstm_tune.db").unlink(missing_ok=True)
+    run_search(
+        spec,
+        storage_url=f"sqlite:///{out_dir / 'lstm_tune.db'}",
+        study_name="lstm-tune",
+        n_trials=10_000,  # the wall-clock budget ends the search
+        corpus=corpus,
+        on_epoch=note,
+    )
+
+
+def run_optuna_tpe(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+    import optuna
+
+    from lstm_tune.space import suggest
+
+    fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, SEED)
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        params = suggest(trial, spec.space)
+        current.update(trial=trial.number, params=params)
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(SEED)
+        model = notebook_model(params, corpus.vocab_size)
+        history = fit_padded(model, params, fit_split, val_split, epochs=spec.training.epochs)
+        return max(history.history["val_accuracy"])
+
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEED)
+    )
+    study.optimize(objective, n_trials=10_000)
+
+
+def fit_padded(
+    model: keras.Model, params: Mapping[str, int | float], fit_split: Split, val: Split, **kw: Any
+) -> keras.callbacks.History:
+    """The notebook's training: arrays padded to the config's ``sequence_length``, ``fit``."""
+    length = int(params["sequence_length"])
+    return model.fit(
+        pad(fit_split.sequences, length),
+        fit_split.labels.astype("float32"),
+        validation_data=(pad(val.sequences, length), val.labels.astype("float32")),
+        batch_size=int(params["batch_size"]),
+        verbose=0,
+        **kw,
+    )
+
+
+def run_kerastuner(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+    import keras_tuner as kt
+
+    fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, SEED)
+    space = spec.space
+
+    class NotebookHyperModel(kt.HyperModel):  # type: ignore[misc]
+        def build(self, hp: kt.HyperParameters) -> keras.Model:
+            params = keras_tuner_params(hp, space)
+            current.update(trial=current.get("trial", -1) + 1, params=params)
+            return notebook_model(params, corpus.vocab_size)
+
+        def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kw: Any) -> Any:
+            # kw: epochs, initial_epoch and callbacks, as Hyperband sets them for this round.
+            return fit_padded(model, keras_tuner_params(hp, space), fit_split, val_split, **kw)
+
+    tuner = kt.Hyperband(
+        NotebookHyperModel(),
+        objective="val_accuracy",
+        max_epochs=spec.training.epochs,
+        factor=3,
+        hyperband_iterations=1_000,  # the wall-clock budget ends the search
+        seed=SEED,
+        directory=str(out_dir),
+        project_name="kerastuner",
+        overwrite=True,
+    )
+    tuner.search()
+
+
+def keras_tuner_params(hp: Any, space: Mapping[str, Any]) -> dict[str, int | float]:
+    """The six hyperparameters drawn from KerasTuner's ``hp`` over lstm-tune's ``space``."""
+    params: dict[str, int | float] = {}
+    for name, rule in space.items():
+        if isinstance(rule, IntRange):
+            sampling = "log" if rule.log else "linear"
+            step = None if rule.log else (rule.step or 1)
+            params[name] = hp.Int(name, rule.low, rule.high, step=step, sampling=sampling)
+        elif isinstance(rule, FloatRange):
+            sampling = "log" if rule.log else "linear"
+            params[name] = hp.Float(name, rule.low, rule.high, sampling=sampling)
+        elif isinstance(rule, Choice):
+            params[name] = hp.Choice(name, list(rule.choices))
+        else:
+            params[name] = hp.Fixed(name, rule.value)
+    return params
+
+
+RUNNERS = {"lstm-tune": run_lstm_tune, "optuna-tpe": run_optuna_tpe, "kerastuner": run_kerastuner}
+
+
+# --- one contender, in its own process ---------------------------------------------------------
+
+
+def benchmark_spec(data_path: str, train_limit: int | None) -> StudySpec:
+    """``studies/imdb.yaml`` reading the local CSV (optionally a slice of it)."""
+    spec = load_spec(STUDY)
+    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
+    data = dataclasses.replace(
+        spec.data, source="csv", path=data_path, train_limit=train_limit, cache_dir=cache
+    )
+    return dataclasses.replace(spec, data=data)
+
+
+def run_contender(name: str, args: argparse.Namespace) -> None:
+    """Run contender ``name`` until the budget ends it; results go to ``out_dir/name``."""
+    out_dir = Path(args.out_dir) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "epochs.jsonl").unlink(missing_ok=True)
+    spec = benchmark_spec(args.data_path, args.train_limit)
+    corpus = load_corpus(spec.data, SEED)
+    current: Current = {}
+    started = time.perf_counter()
+    track_every_fit(lambda: Tracker(started, args.budget, out_dir, current))
+    try:
+        RUNNERS[name](spec, corpus, out_dir, current)
+        ended = "its search ended"
+    except BudgetSpent:
+        ended = "budget spent"
+    trials = current.get("trial", -1) + 1
+    summary = {"seconds": time.perf_counter() - started, "ended": ended, "trials_started": trials}
+    (out_dir / "run.json").write_text(json.dumps(summary))
+
+
+# --- scoring and the report --------------------------------------------------------------------
+
+
+def test_accuracy(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Score contender ``name``'s best kept model on the 25,000 test reviews."""
+    out_dir = Path(args.out_dir) / name
+    spec = benchmark_spec(args.data_path, args.train_limit)
+    corpus = load_corpus(spec.data, SEED)
+    model = keras.saving.load_model(out_dir / "best.keras")
+    best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
+    length = int(best["params"]["sequence_length"])
+    if name == "lstm-tune":  # its own inference path: length-bucketed, masked
+        probabilities = predict_proba(model, corpus.test, sequence_length=length, batch_size=256)
+    else:  # the notebook's: padded to the config's sequence_length
+        padded = pad(corpus.test.sequences, length)
+        probabilities = model.predict(padded, batch_size=256, verbose=0)
+    metrics = binary_metrics(corpus.test.labels, np.asarray(probabilities).reshape(-1))
+    return {"best": best, "metrics": metrics}
+
+
+def read_epochs(out_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out_dir / "epochs.jsonl").read_text().splitlines()]
+
+
+def best_at(records: list[dict[str, Any]], seconds: float) -> float | None:
+    """Best epoch-end validation accuracy recorded by ``seconds``, or None before the first."""
+    seen = [r["val_accuracy"] for r in records if r["seconds"] <= seconds]
+    return max(seen) if seen else None
+
+
+def first_reach(records: list[dict[str, Any]], target: float) -> float | None:
+    """Seconds until an epoch-end validation accuracy >= ``target`` was first recorded."""
+    times = [r["seconds"] for r in records if r["val_accuracy"] >= target]
+    return min(times) if times else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds per contender")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--data-path", default=str(SHARED_DATA))
+    parser.add_argument("--out-dir", default=str(ROOT / "runs" / "search_efficiency"))
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--only-report", action="store_true", help="use the runs on disk")
+    parser.add_argument("--run-one", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--score-one", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_one:
+        run_contender(args.run_one, args)
+        return
+    if args.score_one:
+        result = test_accuracy(args.score_one, args)
+        (Path(args.out_dir) / args.score_one / "test.json").write_text(json.dumps(result))
+        return
+
+    names = [name.strip() for name in args.contenders.split(",")]
+    unknown = set(names) - set(CONTENDERS)
+    if unknown:
+        raise SystemExit(f"--contenders: unknown {sorted(unknown)}; allowed: {CONTENDERS}")
+    load_corpus(benchmark_spec(args.data_path, args.train_limit).data, SEED)  # fill the cache
+    passed = ["--budget", str(args.budget), "--data-path", args.data_path]
+    passed += ["--out-dir", args.out_dir]
+    if args.train_limit:
+        passed += ["--train-limit", str(args.train_limit)]
+    for name in names:
+        if not args.only_report:
+            print(f"running {name} for {args.budget:.0f} s", flush=True)
+            subprocess.run([sys.executable, __file__, "--run-one", name, *passed], check=True)
+        subprocess.run([sys.executable, __file__, "--score-one", name, *passed], check=True)
+    report(names, args)
+
+
+def report(names: list[str], args: argparse.Namespace) -> None:
+    """Print the comparison and write it into BENCHMARKS.md."""
+    out = Path(args.out_dir)
+    epochs = {name: read_epochs(out / name) for name in names}
+    runs = {name: json.loads((out / name / "run.json").read_text()) for name in names}
+    tests = {name: json.loads((out / name / "test.json").read_text()) for name in names}
+    marks = [args.budget * part / 6 for part in range(1, 7)]
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [
+        "| contender | trials started | epochs recorded | "
+        + " | ".join(f"best val acc @ {m / 60:.0f} min" for m in marks)
+        + " | test acc of best | test ROC AUC |",
+        "|---|---:|---:|" + "---:|" * len(marks) + "---:|---:|",
+    ]
+    for name in names:
+        best = [cell(best_at(epochs[name], m)) for m in marks]
+        metrics = tests[name]["metrics"]
+        lines.append(
+            f"| {name} | {runs[name]['trials_started']} | {len(epochs[name])} | "
+            + " | ".join(best)
+            + f" | {metrics['accuracy']:.4f} | {metrics['roc_auc']:.4f} |"
+        )
+    configs = [
+        f"- {name}: best val acc {tests[name]['best']['val_accuracy']:.4f} at "
+        f"{tests[name]['best']['seconds'] / 60:.1f} min, trial {tests[name]['best']['trial']}, "
+        f"{tests[name]['best']['params']}"
+        for name in names
+    ]
+    # Dominance: lstm-tune's best is at least each peer's at every epoch end any of them saw.
+    verdicts = []
+    if "lstm-tune" in names:
+        ours = epochs["lstm-tune"]
+        moments = sorted({r["seconds"] for name in names for r in epochs[name]})
+        for peer in (n for n in names if n != "lstm-tune"):
+            behind = [
+                t for t in moments
+                if (best_at(epochs[peer], t) or 0.0) > (best_at(ours, t) or 0.0)
+            ]  # fmt: skip
+            verdicts.append(
+                f"- against {peer}: lstm-tune's best is at least as good at every moment"
+                if not behind
+                else f"- against {peer}: lstm-tune is behind during {len(behind)} of "
+                f"{len(moments)} epoch ends, first at {behind[0] / 60:.1f} min"
+            )
+        seed_trial = [r for r in ours if r.get("trial") == 0]
+        if seed_trial:
+            # The seed config's value as a trial counts it: its best epoch of the 5.
+            target = max(r["val_accuracy"] for r in seed_trial)
+            reached = first_reach(ours, target)
+            verdicts.append(
+                f"- seed config's validation accuracy (best of its {len(seed_trial)} epochs as "
+                f"lstm-tune's enqueued trial 0 trained it): {target:.4f}; lstm-tune reached "
+                f"it after {reached / 60:.1f} min, against {SEED_RUN_SECONDS / 60:.1f} min for "
+                f"one seed training run of the notebook pipeline "
+                f"({SEED_RUN_SECONDS / reached:.2f}x sooner)"
+                if reached is not None
+                else f"- seed config's validation accuracy {target:.4f} was not reached"
+            )
+            for peer in (n for n in names if n != "lstm-tune"):
+                when = first_reach(epochs[peer], target)
+                verdicts.append(
+                    f"  - {peer} reached it after {when / 60:.1f} min"
+                    if when is not None
+                    else f"  - {peer} did not reach it within the budget"
+                )
+    command = f"python benchmarks/search_efficiency.py --budget {args.budget:.0f}" + (
+        f" --train-limit {args.train_limit}" if args.train_limit else ""
+    )
+    data = (
+        f"a stratified slice of {args.train_limit} training reviews"
+        if args.train_limit
+        else "IMDB's 25,000 training reviews"
+    )
+    body = "\n".join(
+        [
+            "## search_efficiency",
+            "",
+            f"Command: `{command}` (commit {git_revision()})",
+            f"Machine: {machine_line()}. One run of each contender, one after the other, each "
+            f"with the machine to itself.",
+            "",
+            f"Data: {data}, split 80/20 into fit/validation (stratified, seed 42); the space of "
+            f"`studies/imdb.yaml`; {args.budget / 60:.0f} min of wall time per contender; 5 "
+            "epochs per trial. Validation accuracy is measured at epoch ends on all validation "
+            "reviews, the same way for every contender; the best model each kept is scored on "
+            "the 25,000 test reviews (its weights as trained in the search, not retrained).",
+            "",
+            *lines,
+            "",
+            "Best configs:",
+            *configs,
+            "",
+            *verdicts,
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section("search_efficiency", body)
+
+
+if __name__ == "__main__":
+    main()
