@@ -402,7 +402,7 @@ def report(names: list[str], args: argparse.Namespace) -> None:
         return "-" if value is None else f"{value:.4f}"
 
     lines = [
-        "| contender | trials started | epochs recorded | "
+        "| contender | trials with an epoch | epochs recorded | "
         + " | ".join(f"best val acc @ {m / 60:.3g} min" for m in marks)
         + " | test acc, kept model | test acc, retrained | retrained ROC AUC |",
         "|---|---:|---:|" + "---:|" * len(marks) + "---:|---:|---:|",
@@ -411,7 +411,7 @@ def report(names: list[str], args: argparse.Namespace) -> None:
         best = [cell(best_at(epochs[name], m)) for m in marks]
         again = retrained.get(name)
         lines.append(
-            f"| {name} | {runs[name]['trials_started']} | {len(epochs[name])} | "
+            f"| {name} | {len({r['trial'] for r in epochs[name]})} | {len(epochs[name])} | "
             + " | ".join(best)
             + f" | {tests[name]['metrics']['accuracy']:.4f} | "
             + (f"{again['accuracy']:.4f} | {again['roc_auc']:.4f} |" if again else "- | - |")
@@ -419,7 +419,8 @@ def report(names: list[str], args: argparse.Namespace) -> None:
     configs = [
         f"- {name}: best val acc {tests[name]['best']['val_accuracy']:.4f} at "
         f"{tests[name]['best']['seconds'] / 60:.1f} min, trial {tests[name]['best']['trial']}, "
-        f"epoch {tests[name]['best']['epoch']}, {tests[name]['best']['params']}"
+        f"epoch {tests[name]['best']['epoch']}, {tests[name]['best']['params']}; "
+        f"the contender stopped after {runs[name]['seconds'] / 60:.1f} min ({runs[name]['ended']})"
         for name in names
     ]
     # Dominance: lstm-tune's best is at least each peer's at every epoch end any of them saw.

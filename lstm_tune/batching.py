@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from lstm_tune.data import Split, pad
+from lstm_tune.data import Split, pad, review_lengths
 
 # Sorting inside windows of this many batches keeps batches nearly uniform in length (the
 # padding left is a few percent) while each batch still mixes reviews from the whole split.
@@ -29,8 +29,7 @@ PREFETCH_BATCHES = 4
 
 def truncated_lengths(split: Split, sequence_length: int) -> np.ndarray:
     """Length of each review after cutting it to ``sequence_length`` tokens."""
-    lengths = np.fromiter((len(s) for s in split.sequences), dtype=np.int64, count=len(split))
-    return np.minimum(lengths, sequence_length)
+    return np.minimum(review_lengths(split), sequence_length)
 
 
 def training_batches(

@@ -111,6 +111,11 @@ def sample_of(split: Split, size: int, seed: int) -> Split:
     return _stratified_slice(split, size, seed)
 
 
+def review_lengths(split: Split) -> np.ndarray:
+    """Token count of each review of ``split``, uncut."""
+    return np.fromiter((len(s) for s in split.sequences), dtype=np.int64, count=len(split))
+
+
 def pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
     """Cut and left-pad each sequence to ``length``, keeping its end as the seed notebook does."""
     out = np.full((len(sequences), length), PAD_ID, dtype=np.int32)
@@ -265,7 +270,7 @@ def _cache_file(spec: DataSpec, seed: int) -> Path | None:
 
 
 def _flatten(split: Split, prefix: str) -> dict[str, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in split.sequences), dtype=np.int64)
+    lengths = review_lengths(split)
     flat = np.concatenate(split.sequences) if split.sequences else np.zeros(0, np.int32)
     return {f"{prefix}_ids": flat, f"{prefix}_lengths": lengths, f"{prefix}_labels": split.labels}
 

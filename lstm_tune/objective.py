@@ -7,6 +7,7 @@ and records the trial's history and timings as user attributes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import keras
@@ -14,9 +15,16 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from lstm_tune.config import StudySpec
-from lstm_tune.data import Corpus, Split, sample_of, split_validation
+from lstm_tune.data import Corpus, Split, review_lengths, sample_of, split_validation
 from lstm_tune.model import build_model
-from lstm_tune.preflight import ConfigTooLarge, available_memory_bytes, check_fits
+from lstm_tune.preflight import (
+    ConfigTooLarge,
+    available_memory_bytes,
+    check_fits,
+    estimate_epoch_seconds,
+    forward_lengths,
+    time_warning,
+)
 from lstm_tune.space import suggest
 from lstm_tune.training import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
 
@@ -29,6 +37,8 @@ TrialEpochHook = Callable[[optuna.trial.Trial, EpochRecorder], None]
 # the recorder is None if it stopped before any epoch ended.
 TrialPrunedHook = Callable[[optuna.trial.Trial, EpochRecorder | None], None]
 
+log = logging.getLogger(__name__)
+
 
 def make_objective(
     spec: StudySpec,
@@ -40,6 +50,13 @@ def make_objective(
 ) -> Callable[[optuna.trial.Trial], float]:
     """Return the objective for ``spec``: it trains one model per trial on ``corpus``."""
     fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, spec.seed)
+    fit_lengths = review_lengths(fit_split)
+    predicted_lengths = forward_lengths(
+        review_lengths(val_split),
+        len(fit_split),
+        spec.training.report_every,
+        spec.training.report_sample,
+    )
 
     def pruning_callback(
         trial: optuna.trial.Trial, params: dict[str, int | float], val_split: Split
@@ -75,6 +92,11 @@ def make_objective(
             trial.set_user_attr("fail_reason", str(exc))
             raise
         trial.set_user_attr("estimated_peak_mib", round(estimate.total / 2**20))
+        seconds = estimate_epoch_seconds(params, fit_lengths, predicted_lengths)
+        trial.set_user_attr("estimated_seconds_per_epoch", round(seconds, 1))
+        warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
+        if warning is not None:
+            log.warning("trial %d: %s", trial.number, warning)
         model = build_model(params, corpus.vocab_size)
         trial.set_user_attr("param_count", int(model.count_params()))
 

@@ -1,4 +1,7 @@
-"""Before training: estimate a config's peak memory from its shape; refuse what cannot fit.
+"""Before training: estimate a config's peak memory and time from its shape.
+
+Memory: a config that cannot fit is refused. Time: the estimate is recorded on the trial and
+a trial expected to outlast the search's timeout is warned about.
 
 A config whose training needs more memory than the machine has would be killed by the
 kernel mid-trial, taking its worker with it (and, in a pool, its trial would be re-queued
@@ -21,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 # Floats kept per LSTM unit, per step, per layer, for back-propagation: gate inputs and
 # outputs, cell and hidden states, and the while-loop's stacked copies. Fitted to
@@ -93,3 +98,77 @@ def check_fits(
             f"{MAX_SHARE_OF_AVAILABLE:.0%} of the {available / 2**30:.1f} GiB available"
         )
     return estimate
+
+
+# --- time ------------------------------------------------------------------------------------
+#
+# An epoch's time is dominated by the LSTM's steps: one step of one layer over one batch costs
+# a fixed part (the step's dozen small ops) plus a part that grows with the step's matrix work,
+# batch x hidden^2. Batches are padded only to their longest review, so the steps an epoch runs
+# are the sum over its batches of that longest length. Validation (and checkpoint) predictions
+# run the forward pass only, about a third of a training step's work.
+#
+#   seconds per epoch = layers x (train steps + forward steps / 3)
+#                       x (STEP_SECONDS + batch x hidden^2 x SECONDS_PER_BATCH_HIDDEN2)
+#
+# Both constants are fitted by benchmarks/epoch_time_fit.py to the epochs lstm-tune's trials
+# recorded on full IMDB in benchmarks/search_efficiency.py: 4 trials (31.7 to 191.7 s/epoch),
+# each within 10% of its estimate (BENCHMARKS.md). Another machine differs by its speed, so
+# the estimate is a guide (recorded, warned about), never a reason to refuse a config.
+STEP_SECONDS = 3.42e-4
+SECONDS_PER_BATCH_HIDDEN2 = 1.13e-10
+
+
+def lstm_steps(lengths: np.ndarray, batch_size: int) -> int:
+    """LSTM time steps one pass over reviews of ``lengths`` runs in length-sorted batches."""
+    if len(lengths) == 0:
+        return 0
+    ordered = np.sort(np.asarray(lengths))
+    last_of_each_batch = np.minimum(
+        np.arange(batch_size - 1, len(ordered) + batch_size - 1, batch_size), len(ordered) - 1
+    )
+    return int(ordered[last_of_each_batch].sum())
+
+
+def forward_lengths(
+    validation_lengths: np.ndarray, train_count: int, report_every: int | None, report_sample: int
+) -> np.ndarray:
+    """Lengths of every review predicted per epoch: validation, and each checkpoint's sample."""
+    if not report_every:
+        return validation_lengths
+    sample = validation_lengths[:report_sample]
+    return np.concatenate([validation_lengths, *[sample] * (train_count // report_every)])
+
+
+def epoch_step_units(
+    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
+) -> float:
+    """layers x (train steps + forward steps / 3), lengths cut to ``sequence_length``."""
+    length, batch = int(params["sequence_length"]), int(params["batch_size"])
+    train_steps = lstm_steps(np.minimum(train_lengths, length), batch)
+    forward_steps = lstm_steps(np.minimum(forward, length), batch)
+    return int(params["num_layers"]) * (train_steps + forward_steps / 3)
+
+
+def estimate_epoch_seconds(
+    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
+) -> float:
+    """Estimated seconds of one epoch of ``params`` (see the formula above).
+
+    ``train_lengths`` are the training reviews' lengths; ``forward`` those of every review
+    predicted per epoch (:func:`forward_lengths`).
+    """
+    batch, hidden = int(params["batch_size"]), int(params["hidden_size"])
+    per_step = STEP_SECONDS + batch * hidden * hidden * SECONDS_PER_BATCH_HIDDEN2
+    return epoch_step_units(params, train_lengths, forward) * per_step
+
+
+def time_warning(seconds_per_epoch: float, epochs: int, timeout: float | None) -> str | None:
+    """A warning when a trial is expected to outlast the search's ``timeout``, else None."""
+    total = seconds_per_epoch * epochs
+    if timeout is None or total <= timeout:
+        return None
+    return (
+        f"this trial is estimated at {total / 60:.0f} min ({epochs} epochs of "
+        f"{seconds_per_epoch:.0f} s), longer than the search's timeout of {timeout / 60:.0f} min"
+    )

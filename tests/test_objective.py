@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from lstm_tune import preflight
 from lstm_tune.config import parse_spec
 from lstm_tune.worker import run_search
 
@@ -20,7 +23,8 @@ TINY = {
 }
 
 
-def _spec(data: Path, tmp: Path, pruner: dict) -> object:
+def _spec(data: Path, tmp: Path, pruner: dict, timeout: float | None = None) -> object:
+    search = {"n_trials": 1, "pruner": pruner, **({"timeout": timeout} if timeout else {})}
     return parse_spec(
         {
             "name": "checkpoints",
@@ -31,7 +35,7 @@ def _spec(data: Path, tmp: Path, pruner: dict) -> object:
                 "cache_dir": str(tmp / "cache"),
             },
             "training": {"epochs": 2, "report_every": 100, "report_sample": 50},
-            "search": {"n_trials": 1, "pruner": pruner},
+            "search": search,
             "params": TINY,
         },
         "checkpoints.yaml",
@@ -60,3 +64,27 @@ def test_a_hopeless_trial_stops_inside_its_first_epoch(imdb_slice: Path, tmp_pat
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [1]
     assert "val_accuracy_per_epoch" not in trial.user_attrs  # no epoch had ended
+
+
+def test_each_trial_records_its_time_estimate_and_warns_past_the_timeout(
+    imdb_slice: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    # This tiny trial is estimated well under the smallest timeout a study accepts (1 s); a
+    # machine 10,000 times slower per step would take minutes, past a 60 s timeout.
+    monkeypatch.setattr(preflight, "STEP_SECONDS", preflight.STEP_SECONDS * 10_000)
+    spec = _spec(imdb_slice, tmp_path, {"name": "none"}, timeout=60.0)
+    with caplog.at_level(logging.WARNING, logger="lstm_tune.objective"):
+        run_search(spec, storage_url=storage, study_name="t")  # type: ignore[arg-type]
+    (trial,) = optuna.load_study(study_name="t", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE  # a warning, not a refusal
+    estimate = trial.user_attrs["estimated_seconds_per_epoch"]
+    assert 2 * estimate > 60
+    warnings = [r.getMessage() for r in caplog.records if r.name == "lstm_tune.objective"]
+    assert warnings == [
+        f"trial 0: this trial is estimated at {2 * estimate / 60:.0f} min (2 epochs of "
+        f"{estimate:.0f} s), longer than the search's timeout of 1 min"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lstm_tune.model import build_model
@@ -11,8 +12,12 @@ from lstm_tune.preflight import (
     ConfigTooLarge,
     available_memory_bytes,
     check_fits,
+    estimate_epoch_seconds,
     estimate_memory,
+    forward_lengths,
+    lstm_steps,
     parameter_count,
+    time_warning,
 )
 
 SMALL = {
@@ -71,3 +76,43 @@ def test_available_memory_is_read_from_meminfo(tmp_path: Path) -> None:
     assert available_memory_bytes(tmp_path / "missing") is None
     real = available_memory_bytes()
     assert real is None or real > 0
+
+
+def test_lstm_steps_sum_the_longest_review_of_each_length_sorted_batch() -> None:
+    lengths = np.array([5, 1, 9, 3, 7])
+    # sorted 1 3 | 5 7 | 9 -> 3 + 7 + 9
+    assert lstm_steps(lengths, 2) == 19
+    assert lstm_steps(lengths, 5) == 9
+    assert lstm_steps(lengths, 1) == 25
+    assert lstm_steps(np.array([], dtype=int), 4) == 0
+
+
+def test_forward_lengths_add_one_sample_per_checkpoint() -> None:
+    val = np.arange(1, 11)
+    assert list(forward_lengths(val, 100, None, 3)) == list(val)
+    with_checkpoints = forward_lengths(val, 100, 40, 3)  # 2 checkpoints of 3 reviews
+    assert list(with_checkpoints) == [*val, 1, 2, 3, 1, 2, 3]
+
+
+def test_epoch_estimate_grows_with_every_dimension_of_the_work() -> None:
+    rng = np.random.default_rng(0)
+    train, forward = rng.integers(10, 600, 2000), rng.integers(10, 600, 500)
+    base = {**SMALL, "hidden_size": 64, "sequence_length": 300}
+    seconds = estimate_epoch_seconds(base, train, forward)
+    assert seconds > 0
+    for key, bigger in (("hidden_size", 256), ("num_layers", 3), ("sequence_length", 500)):
+        assert estimate_epoch_seconds({**base, key: bigger}, train, forward) > seconds, key
+    # Larger batches mean fewer steps, each doing more work: cheaper per review when the
+    # per-step overhead dominates (small hidden sizes), as measured.
+    assert estimate_epoch_seconds({**base, "batch_size": 128}, train, forward) < seconds
+    # Twice the reviews, about twice the time (a little less: with more reviews to sort,
+    # each batch's reviews are closer in length, so less padding).
+    doubled = estimate_epoch_seconds(base, np.tile(train, 2), np.tile(forward, 2))
+    assert 1.9 * seconds < doubled <= 2 * seconds
+
+
+def test_a_trial_longer_than_the_timeout_is_warned_about() -> None:
+    assert time_warning(60.0, 5, None) is None
+    assert time_warning(60.0, 5, 301.0) is None
+    warning = time_warning(60.0, 5, 120.0)
+    assert warning is not None and "5 min" in warning and "2 min" in warning
