@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
 import subprocess
 from pathlib import Path
+
+from lstm_tune.cli import default_cache_dir
+from lstm_tune.config import StudySpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "imdb_50k.csv.gz"
@@ -48,6 +52,26 @@ def git_revision() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def imdb_study(data_path: str, train_limit: int | None = None) -> StudySpec:
+    """``studies/imdb.yaml`` on the local CSV (optionally a slice), cached as the CLI caches."""
+    spec = load_spec(ROOT / "studies" / "imdb.yaml")
+    data = dataclasses.replace(
+        spec.data,
+        source="csv",
+        path=data_path,
+        train_limit=train_limit,
+        cache_dir=default_cache_dir(),
+    )
+    return dataclasses.replace(spec, data=data)
+
+
+def publish(name: str, body: str, write: bool) -> None:
+    """Print a benchmark's section and, if ``write``, put it into BENCHMARKS.md."""
+    print(body)
+    if write:
+        write_section(name, body)
 
 
 def write_section(name: str, body: str) -> None:

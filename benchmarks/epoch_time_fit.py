@@ -12,15 +12,12 @@ writes the table into BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 
 import numpy as np
 import optuna
-from _common import ROOT, SHARED_DATA, git_revision, write_section
+from _common import ROOT, SHARED_DATA, git_revision, imdb_study, publish
 
 from lstm_tune import preflight
-from lstm_tune.config import load_spec
 from lstm_tune.data import load_corpus, review_lengths, split_validation
 
 DEFAULT_STORAGE = f"sqlite:///{ROOT / 'runs' / 'search_efficiency' / 'lstm-tune' / 'lstm_tune.db'}"
@@ -34,11 +31,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    spec = load_spec(ROOT / "studies" / "imdb.yaml")
-    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
-    data = dataclasses.replace(spec.data, source="csv", path=args.data_path, cache_dir=cache)
-    corpus = load_corpus(data, spec.seed)
-    fit_split, val_split = split_validation(corpus.train, data.validation_split, spec.seed)
+    spec = imdb_study(args.data_path)
+    corpus = load_corpus(spec.data, spec.seed)
+    fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, spec.seed)
     fit = review_lengths(fit_split)
     forward = preflight.forward_lengths(
         review_lengths(val_split),
@@ -95,9 +90,7 @@ def main() -> None:
             *table,
         ]
     )
-    print(body)
-    if not args.no_write:
-        write_section("epoch_time_fit", body)
+    publish("epoch_time_fit", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

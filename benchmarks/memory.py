@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
 
+from lstm_tune.cli import default_cache_dir  # noqa: E402
+
 LARGEST_BATCHES = 6
 SMALL_TRIALS = 20
 
@@ -49,7 +51,7 @@ def largest_config_child(data_path: str) -> None:
     params = {name: getattr(r, "high", None) for name, r in spec.space.items()}
     params["batch_size"] = max(spec.space["batch_size"].choices)  # type: ignore[union-attr]
     params["dropout_rate"] = 0.3
-    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
+    cache = default_cache_dir()
     corpus = load_corpus(DataSpec(source="csv", path=data_path, cache_dir=cache), seed=42)
     longest = np.argsort([-len(s) for s in corpus.train.sequences])
     n = LARGEST_BATCHES * int(params["batch_size"])
@@ -88,7 +90,7 @@ def small_trials(data_path: str) -> list[float]:
     from lstm_tune.worker import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
+    cache = default_cache_dir()
     spec = parse_spec(
         {
             "name": "memory",

@@ -40,10 +40,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    SHARED_DATA,
+    git_revision,
+    imdb_study,
+    machine_line,
+    publish,
+)
 from _notebook import notebook_model  # noqa: E402
 
-from lstm_tune.config import Choice, Fixed, FloatRange, IntRange, StudySpec, load_spec  # noqa: E402
+from lstm_tune.config import Choice, Fixed, FloatRange, IntRange, StudySpec  # noqa: E402
 from lstm_tune.data import Corpus, Split, load_corpus, pad, split_validation  # noqa: E402
 from lstm_tune.evaluate import binary_metrics, retrain_and_evaluate  # noqa: E402
 from lstm_tune.training import predict_proba  # noqa: E402
@@ -223,22 +230,12 @@ RUNNERS = {"lstm-tune": run_lstm_tune, "optuna-tpe": run_optuna_tpe, "kerastuner
 # --- one contender, in its own process ---------------------------------------------------------
 
 
-def benchmark_spec(data_path: str, train_limit: int | None) -> StudySpec:
-    """``studies/imdb.yaml`` reading the local CSV (optionally a slice of it)."""
-    spec = load_spec(STUDY)
-    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
-    data = dataclasses.replace(
-        spec.data, source="csv", path=data_path, train_limit=train_limit, cache_dir=cache
-    )
-    return dataclasses.replace(spec, data=data)
-
-
 def run_contender(name: str, args: argparse.Namespace) -> None:
     """Run contender ``name`` until the budget ends it; results go to ``out_dir/name``."""
     out_dir = Path(args.out_dir) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "epochs.jsonl").unlink(missing_ok=True)
-    spec = benchmark_spec(args.data_path, args.train_limit)
+    spec = imdb_study(args.data_path, args.train_limit)
     corpus = load_corpus(spec.data, SEED)
     current: Current = {}
     started = time.perf_counter()
@@ -259,7 +256,7 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
 def test_accuracy(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Score contender ``name``'s best kept model on the 25,000 test reviews."""
     out_dir = Path(args.out_dir) / name
-    spec = benchmark_spec(args.data_path, args.train_limit)
+    spec = imdb_study(args.data_path, args.train_limit)
     corpus = load_corpus(spec.data, SEED)
     model = keras.saving.load_model(out_dir / "best.keras")
     best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
@@ -281,7 +278,7 @@ def retrain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """
     out_dir = Path(args.out_dir) / name
     best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
-    spec = benchmark_spec(args.data_path, args.train_limit)
+    spec = imdb_study(args.data_path, args.train_limit)
     spec = dataclasses.replace(
         spec,
         space={key: Fixed(value) for key, value in best["params"].items()},
@@ -368,7 +365,7 @@ def main() -> None:
     unknown = set(names) - set(CONTENDERS)
     if unknown:
         raise SystemExit(f"--contenders: unknown {sorted(unknown)}; allowed: {CONTENDERS}")
-    load_corpus(benchmark_spec(args.data_path, args.train_limit).data, SEED)  # fill the cache
+    load_corpus(imdb_study(args.data_path, args.train_limit).data, SEED)  # fill the cache
     passed = ["--budget", str(args.budget), "--data-path", args.data_path]
     passed += ["--out-dir", args.out_dir]
     if args.train_limit:
@@ -472,9 +469,7 @@ def report(names: list[str], args: argparse.Namespace) -> None:
             *verdicts,
         ]
     )
-    print(body)
-    if not args.no_write:
-        write_section("search_efficiency", body)
+    publish("search_efficiency", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section
 from _notebook import notebook_model  # noqa: E402
 
 from lstm_tune.batching import truncated_lengths  # noqa: E402
+from lstm_tune.cli import default_cache_dir  # noqa: E402
 from lstm_tune.config import DataSpec, load_spec  # noqa: E402
 from lstm_tune.data import Split, load_corpus, pad, split_validation  # noqa: E402
 from lstm_tune.model import build_model  # noqa: E402
@@ -148,7 +149,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
 
-    cache = os.environ.get("LSTM_TUNE_CACHE_DIR", os.path.expanduser("~/.cache/lstm-tune"))
+    cache = default_cache_dir()
     corpus = load_corpus(
         DataSpec(
             source="csv",
