@@ -132,14 +132,11 @@ def graceful_stop() -> Iterator[StopRecord]:
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = unraisable
-    quiet = _NoTracebackForStop()
+    quiet = _NoTracebackForStop(record)
     optuna_log = logging.getLogger("optuna.study._optimize")
     optuna_log.addFilter(quiet)
     try:
         yield record
-    except BaseException:
-        record.left_block.set()
-        raise
     finally:
         record.left_block.set()
         optuna_log.removeFilter(quiet)
@@ -151,7 +148,7 @@ def graceful_stop() -> Iterator[StopRecord]:
 def _redeliver_until_out(record: StopRecord, redeliver: threading.Event, signum: int) -> None:
     while not record.left_block.wait(REDELIVER_AFTER_SECONDS):
         redeliver.set()
-        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+        _signal_main_thread(signum)
 
 
 # A stop that has not left the graceful_stop block after this long was lost; raise it again.
@@ -160,6 +157,10 @@ REDELIVER_AFTER_SECONDS = 2.0
 
 def _interrupt_main_soon(signum: int) -> None:
     time.sleep(0.01)  # let the finalizer that swallowed the stop return first
+    _signal_main_thread(signum)
+
+
+def _signal_main_thread(signum: int) -> None:
     # A real signal, so a main thread blocked in a sleep or a wait wakes up for it too.
     main_id = threading.main_thread().ident
     assert main_id is not None
@@ -198,10 +199,19 @@ def stop_behind(exc: BaseException, record: StopRecord | None = None) -> StopReq
 
 
 class _NoTracebackForStop(logging.Filter):
-    """Optuna logs a failed trial with its traceback; a requested stop is not a crash."""
+    """Optuna logs a failed trial with its traceback; a requested stop is not a crash.
+
+    Judged by :func:`stop_behind`, so a stop that TensorFlow turned into another error is
+    quiet too, as it is a stop everywhere else.
+    """
+
+    def __init__(self, stop_record: StopRecord) -> None:
+        super().__init__()
+        self.stop_record = stop_record
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], StopRequested):
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and stop_behind(error, self.stop_record) is not None:
             record.exc_info = None
         return True
 
