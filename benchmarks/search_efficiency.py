@@ -84,7 +84,6 @@ PRUNER_VARIANTS: dict[str, PrunerSpec] = {
     ),
 }
 VARIANTS = tuple(f"lstm-tune@{name}" for name in PRUNER_VARIANTS)
-STUDY = ROOT / "studies" / "imdb.yaml"
 SEED = 42
 # One seed-config training run of the notebook pipeline, measured on this machine by
 # `python benchmarks/train_speed.py --epochs 5` (same data and split).
@@ -255,11 +254,17 @@ def keras_tuner_params(hp: Any, space: Mapping[str, Any]) -> dict[str, int | flo
 RUNNERS = {"lstm-tune": run_lstm_tune, "optuna-tpe": run_optuna_tpe, "kerastuner": run_kerastuner}
 
 
+def runner_name(name: str) -> str:
+    """The contender a name runs: ``lstm-tune@hyperband`` runs ``lstm-tune``."""
+    return name.partition("@")[0]
+
+
 def contender_spec(name: str, spec: StudySpec) -> StudySpec:
     """``spec`` with the pruner of variant ``name`` (``lstm-tune@<variant>``), else as is."""
-    if "@" not in name:
+    variant = name.partition("@")[2]
+    if not variant:
         return spec
-    pruner = PRUNER_VARIANTS[name.split("@", 1)[1]]
+    pruner = PRUNER_VARIANTS[variant]
     return dataclasses.replace(spec, search=dataclasses.replace(spec.search, pruner=pruner))
 
 
@@ -277,7 +282,7 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     track_every_fit(lambda: Tracker(started, args.budget, out_dir, current))
     try:
-        RUNNERS[name.split("@", 1)[0]](spec, corpus, out_dir, current)
+        RUNNERS[runner_name(name)](spec, corpus, out_dir, current)
         ended = "its search ended"
     except BudgetSpent:
         ended = "budget spent"
@@ -297,7 +302,7 @@ def test_accuracy(name: str, args: argparse.Namespace) -> dict[str, Any]:
     model = keras.saving.load_model(out_dir / "best.keras")
     best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
     length = int(best["params"]["sequence_length"])
-    if name.startswith("lstm-tune"):  # its own inference path: length-bucketed, masked
+    if runner_name(name) == "lstm-tune":  # its own inference path: length-bucketed, masked
         probabilities = predict_proba(model, corpus.test, sequence_length=length, batch_size=256)
     else:  # the notebook's: padded to the config's sequence_length
         padded = pad(corpus.test.sequences, length)
@@ -462,11 +467,11 @@ def report(names: list[str], args: argparse.Namespace) -> None:
     ]
     # Dominance: lstm-tune's best is at least each peer's at every epoch end any of them saw.
     verdicts = []
-    ours_name = next((n for n in names if n.startswith("lstm-tune")), None)
+    ours_name = next((n for n in names if runner_name(n) == "lstm-tune"), None)
     if ours_name is not None:
         ours = epochs[ours_name]
         moments = sorted({r["seconds"] for name in names for r in epochs[name]})
-        for peer in (n for n in names if not n.startswith("lstm-tune")):
+        for peer in (n for n in names if runner_name(n) != "lstm-tune"):
             behind = [
                 t for t in moments
                 if (best_at(epochs[peer], t) or 0.0) > (best_at(ours, t) or 0.0)

@@ -7,6 +7,7 @@ TensorFlow starts), interleaved over ``--rounds`` rounds:
 
 - TensorFlow's thread pools (intra-op and inter-op threads);
 - Keras's ``mixed_bfloat16`` policy (the CPU has AVX512-BF16);
+- XLA: ``compile(jit_compile=True)``, which Keras leaves off on a CPU-only machine;
 - no mask: right-padded batches, the last layer's output taken at each review's last real
   token (the same function as masking left-padded batches, because an LSTM only looks back);
 - TensorFlow's fused whole-sequence LSTM kernel (``tf.raw_ops.BlockLSTMV2``, the op behind
@@ -36,15 +37,14 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SEED_PARAMS = {
-    "hidden_size": 128,
-    "num_layers": 2,
-    "learning_rate": 1e-3,
-    "dropout_rate": 0.3,
-    "sequence_length": 500,
-    "batch_size": 64,
-}
-VOCAB = 10_000
+from _common import ROOT  # noqa: E402
+
+from lstm_tune.config import load_spec  # noqa: E402
+
+# The seed notebook's config, from the study file that states it once for the whole project.
+SEED_CONFIG = load_spec(ROOT / "studies" / "seed_config.yaml")
+SEED_PARAMS = SEED_CONFIG.fixed_params()
+VOCAB = SEED_CONFIG.data.max_features
 # name -> (what it is, settings for run_variant)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("lstm-tune's path: masked Keras LSTM, TensorFlow's default threads", {}),
@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "intra2-inter1": ("2 intra-op threads, 1 inter-op thread", {"threads": (2, 1)}),
     "intra1-inter2": ("1 intra-op thread, 2 inter-op threads", {"threads": (1, 2)}),
     "bf16": ("Keras mixed_bfloat16 policy", {"policy": "mixed_bfloat16"}),
+    "xla": ("XLA: compile(jit_compile=True)", {"jit_compile": True}),
     "no-mask": ("no mask: right-padded, last real step gathered", {"kind": "gather"}),
     "fused-op": ("fused kernel tf.raw_ops.BlockLSTMV2, right-padded", {"kind": "fused"}),
     "batch32": ("batch 32 (per-review cost)", {"batch": 32}),
@@ -80,21 +81,32 @@ def run_variant(name: str, length: int, batches: int) -> dict[str, Any]:
     keras.utils.set_random_seed(0)
     reference = build_model(SEED_PARAMS, VOCAB)
     model = reference if kind == "masked" else _right_padded_model(kind)
+    if settings.get("jit_compile"):
+        model = build_model(SEED_PARAMS, VOCAB)
+        model.compile(
+            optimizer=keras.optimizers.Adam(float(SEED_PARAMS["learning_rate"])),
+            loss="binary_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=True,
+        )
     deviation = None
     rng = np.random.default_rng(0)
     lengths = rng.integers(length // 2, length + 1, size=128)
     tokens = [rng.integers(1, VOCAB, size=n) for n in lengths]
     if model is not reference:
         model.set_weights(reference.get_weights())
-        left, right = _padded(tokens, length, "left"), _padded(tokens, length, "right")
+        left = _padded(tokens, length, "left")
+        ids_for_model = left if kind == "masked" else _padded(tokens, length, "right")
         expected = reference.predict(left, verbose=0)
-        deviation = float(np.abs(model.predict(right, verbose=0) - expected).max())
+        deviation = float(np.abs(model.predict(ids_for_model, verbose=0) - expected).max())
     elif "policy" in settings:
         keras.mixed_precision.set_global_policy("float32")
         exact = build_model(SEED_PARAMS, VOCAB)
         exact.set_weights([np.asarray(w, dtype=np.float32) for w in reference.get_weights()])
         left = _padded(tokens, length, "left")
-        deviation = float(np.abs(exact.predict(left, verbose=0) - reference.predict(left, verbose=0)).max())
+        deviation = float(
+            np.abs(exact.predict(left, verbose=0) - reference.predict(left, verbose=0)).max()
+        )
     ids = rng.integers(1, VOCAB, size=(batch * (batches + 2), length)).astype(np.int32)
     labels = rng.integers(0, 2, size=len(ids)).astype(np.float32)
     step_seconds: list[float] = []
@@ -109,7 +121,9 @@ def run_variant(name: str, length: int, batches: int) -> dict[str, Any]:
                 step_seconds.append(time.perf_counter() - self.wall)
                 cpu_seconds.append(time.process_time() - self.cpu)
 
-    model.fit(ids, labels, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
+    model.fit(
+        ids, labels, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()]
+    )
     step = statistics.median(step_seconds)
     return {
         "ms_per_batch": 1000 * step,
@@ -136,7 +150,7 @@ def _right_padded_model(kind: str) -> Any:
     import keras
     import tensorflow as tf
 
-    hidden = SEED_PARAMS["hidden_size"]
+    hidden = int(SEED_PARAMS["hidden_size"])
 
     class LastRealStep(keras.layers.Layer):  # type: ignore[misc]
         def call(self, sequence: Any, ids: Any) -> Any:
@@ -172,13 +186,13 @@ def _right_padded_model(kind: str) -> Any:
 
     ids = keras.Input(shape=(None,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, hidden)(ids)
-    for _ in range(SEED_PARAMS["num_layers"]):
+    for _ in range(int(SEED_PARAMS["num_layers"])):
         lstm = FusedLSTM() if kind == "fused" else keras.layers.LSTM(hidden, return_sequences=True)
-        x = keras.layers.Dropout(SEED_PARAMS["dropout_rate"])(lstm(x))
+        x = keras.layers.Dropout(float(SEED_PARAMS["dropout_rate"]))(lstm(x))
     x = LastRealStep()(x, ids)
     model = keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(
-        optimizer=keras.optimizers.Adam(SEED_PARAMS["learning_rate"]),
+        optimizer=keras.optimizers.Adam(float(SEED_PARAMS["learning_rate"])),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )

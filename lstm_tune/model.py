@@ -32,5 +32,8 @@ def build_model(params: Mapping[str, int | float], vocab_size: int) -> keras.Mod
         optimizer=keras.optimizers.Adam(learning_rate=float(params["learning_rate"])),
         loss="binary_crossentropy",
         metrics=["accuracy"],
+        # XLA made a training step several times slower on the 2-core CPUs we measured
+        # (BENCHMARKS.md, train_step); Keras's "auto" already leaves it off without a GPU.
+        jit_compile=False,
     )
     return model
