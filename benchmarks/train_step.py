@@ -22,6 +22,7 @@ the same weights.
 
     python benchmarks/train_step.py                 # 3 rounds, writes BENCHMARKS.md
     python benchmarks/train_step.py --rounds 1 --no-write
+    python benchmarks/train_step.py --variants default,xla --section train_step_xla  # a subset
 """
 
 from __future__ import annotations
@@ -205,17 +206,26 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=218, help="tokens per review")
     parser.add_argument("--batches", type=int, default=12, help="timed steps per variant")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated; must include default"
+    )
+    parser.add_argument("--section", default="train_step", help="the BENCHMARKS.md section")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.length, args.batches)))
         return
+    names = [name.strip() for name in args.variants.split(",")]
+    if "default" not in names or not set(names) <= set(VARIANTS):
+        raise SystemExit(
+            f"--variants: got {names}; expected names from {list(VARIANTS)}, default among them"
+        )
 
     from _common import git_revision, machine_line, publish
 
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for round_index in range(args.rounds):
-        for name in VARIANTS:
+        for name in names:
             command = [sys.executable, __file__, "--variant", name]
             command += ["--length", str(args.length), "--batches", str(args.batches)]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -227,8 +237,8 @@ def main() -> None:
         "| max abs. difference in predicted probability |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, (label, _) in VARIANTS.items():
-        runs = results[name]
+    for name in names:
+        label, runs = VARIANTS[name][0], results[name]
         per_review = statistics.median(r["ms_per_review"] for r in runs)
         deviation = runs[0]["deviation"]
         rows.append(
@@ -237,9 +247,13 @@ def main() -> None:
             f"{per_review / base:.2f} | {'-' if deviation is None else f'{deviation:.1e}'} |"
         )
     command = f"python benchmarks/train_step.py --rounds {args.rounds}"
+    if names != list(VARIANTS):
+        command += f" --variants {','.join(names)}"
+    if args.section != "train_step":
+        command += f" --section {args.section}"
     body = "\n".join(
         [
-            "## train_step",
+            f"## {args.section}",
             "",
             f"Command: `{command}` (commit {git_revision()})",
             f"Machine: {machine_line()}. {args.rounds} rounds, variants interleaved, each in a "
@@ -254,7 +268,7 @@ def main() -> None:
             *rows,
         ]
     )
-    publish("train_step", body, write=not args.no_write)
+    publish(args.section, body, write=not args.no_write)
 
 
 if __name__ == "__main__":
