@@ -147,6 +147,11 @@ def main() -> None:
     )
     parser.add_argument("--data-path", default=str(SHARED_DATA))
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--section",
+        default="train_speed",
+        help="the BENCHMARKS.md section to write (another keeps an earlier machine's table)",
+    )
     args = parser.parse_args()
 
     cache = default_cache_dir()
@@ -221,11 +226,13 @@ def main() -> None:
         f"{'met' if fraction >= 0.5 else 'missed'} ({fraction:.1%})."
     )
     print(verdict)
-    body = f"""## train_speed
+    options = f" --train-limit {args.train_limit}" if args.train_limit else ""
+    if args.section != "train_speed":
+        options += f" --section {args.section}"
+    command = f"python benchmarks/train_speed.py --epochs {args.epochs}{options}"
+    body = f"""## {args.section}
 
-Command: `python benchmarks/train_speed.py --epochs {args.epochs}{
-        f" --train-limit {args.train_limit}" if args.train_limit else ""
-    }` (commit {git_revision()})
+Command: `{command}` (commit {git_revision()})
 Machine: {machine_line()}. One run of each, side by side in one process; the machine is shared
 with other work, so seconds carry noise of several percent.
 
@@ -245,7 +252,7 @@ CPU-time ratio over-states the gain if the seed pipeline used idle cores more fu
 
 {verdict}
 """
-    write_section("train_speed", body)
+    write_section(args.section, body)
 
 
 if __name__ == "__main__":
