@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,15 +144,6 @@ def small_trials(data_path: str) -> list[float]:
     return after
 
 
-def trend_mib_per_trial(values: list[float]) -> float:
-    """Least-squares slope of RSS against trial number: less swayed by one trial than ends."""
-    n = len(values)
-    mean_x = (n - 1) / 2
-    mean_y = sum(values) / n
-    covariance = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    return covariance / sum((i - mean_x) ** 2 for i in range(n))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", default=str(SHARED_DATA))
@@ -171,7 +163,8 @@ def main() -> None:
     largest = json.loads(child.stdout.strip().splitlines()[-1])
     after = small_trials(args.data_path)
     growth = (after[-1] - after[0]) / after[0]
-    slope = trend_mib_per_trial(after)
+    # least-squares slope of RSS against trial number: less swayed by one trial than the ends
+    slope = statistics.linear_regression(range(len(after)), after).slope
     trend = slope * (len(after) - 1) / after[0]
     table = "\n".join(
         [
