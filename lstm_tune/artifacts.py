@@ -49,6 +49,12 @@ class Recorder(Protocol):
     seconds_per_epoch: list[float]
 
     @property
+    def metric_name(self) -> str: ...
+
+    @property
+    def values(self) -> list[float]: ...
+
+    @property
     def best_epoch(self) -> int: ...
 
     @property
@@ -97,6 +103,7 @@ class TrialArtifacts:
             recorder.history,
             title=f"Trial {trial.number} ({'pruned' if pruned else 'complete'})",
             best_epoch=None if pruned else recorder.best_epoch,
+            metric=recorder.metric_name.removeprefix("val_"),
         )
         with tempfile.TemporaryDirectory(prefix="lstm-tune-curve-") as tmp:
             path = Path(tmp) / CURVE_FILENAME.format(number=trial.number)
@@ -130,15 +137,16 @@ def trial_note(trial: optuna.trial.Trial, recorder: Recorder | None, *, pruned: 
     """The markdown note of a trial: outcome, params, and timings."""
     secs: Sequence[float] = recorder.seconds_per_epoch if recorder is not None else []
     epochs = len(secs)
-    val = recorder.history.get("val_accuracy", []) if recorder is not None else []
+    val = recorder.values if recorder is not None else []
+    metric = recorder.metric_name if recorder is not None else "value"
     if pruned:
         outcome = f"pruned after epoch {epochs}"
         if val:
-            outcome += f" (val_accuracy {val[-1]:.4f})"
+            outcome += f" ({metric} {val[-1]:.4f})"
     else:
         assert recorder is not None
         outcome = (
-            f"complete, val_accuracy **{recorder.best_value:.4f}** at epoch {recorder.best_epoch}"
+            f"complete, {metric} **{recorder.best_value:.4f}** at epoch {recorder.best_epoch}"
         )
     lines = [f"### Trial {trial.number}: {outcome}", "", "| param | value |", "|---|---|"]
     lines += [f"| {name} | {_num(value)} |" for name, value in trial.params.items()]
@@ -172,9 +180,13 @@ _W, _H = CURVE_WIDTH, 320
 
 
 def learning_curve_svg(
-    history: Mapping[str, Sequence[float]], *, title: str, best_epoch: int | None = None
+    history: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    best_epoch: int | None = None,
+    metric: str = "accuracy",
 ) -> str:
-    """Draw loss and accuracy per epoch (train and validation) as a standalone SVG document.
+    """Draw loss and ``metric`` per epoch (train and validation) as a standalone SVG document.
 
     Hand-written SVG rather than matplotlib: the workers need no plotting stack, and the
     dashboard shows any ``image/*`` artifact inline.
@@ -186,13 +198,13 @@ def learning_curve_svg(
         f'<text x="{_W / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>',
         _legend(with_best=best_epoch is not None),
     ]
-    for i, (metric, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
+    for i, name in enumerate(dict.fromkeys(("loss", metric))):
         x0 = _LEFT + i * (_PANEL_W + _LEFT + _GAP)
         series = [
-            (history.get(metric) or [], TRAIN_COLOUR, ""),
-            (history.get(f"val_{metric}") or [], VAL_COLOUR, ' stroke-dasharray="5,3"'),
+            (history.get(name) or [], TRAIN_COLOUR, ""),
+            (history.get(f"val_{name}") or [], VAL_COLOUR, ' stroke-dasharray="5,3"'),
         ]
-        parts.append(_panel(x0, label, series, best_epoch))
+        parts.append(_panel(x0, name, series, best_epoch))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -9,13 +9,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lstm_tune.config import StudySpec, load_spec  # noqa: E402
+from lstm_tune.config import StudySpec, load_spec, with_data  # noqa: E402
 from lstm_tune.errors import LstmTuneError  # noqa: E402
 
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
@@ -44,12 +43,15 @@ def resolve_storage(flag: str | None, default_sqlite_file: Path) -> str:
 
 def _load_with_overrides(path: str, data_path: str | None) -> StudySpec:
     spec = load_spec(path)
-    data = spec.data
+    changes: dict[str, object] = {}
+    fields = type(spec.data).model_fields
     if data_path is not None:
-        data = replace(data, source="csv", path=str(Path(data_path).resolve()))
-    if data.cache_dir is None:
-        data = replace(data, cache_dir=default_cache_dir())
-    return replace(spec, data=data)
+        changes["path"] = str(Path(data_path).resolve())
+        if "source" in fields:  # a local file instead of the task's download
+            changes["source"] = "csv"
+    if "cache_dir" in fields and spec.data.cache_dir is None:
+        changes.update(cache_dir=default_cache_dir())
+    return with_data(spec, **changes) if changes else spec
 
 
 def _format_params(params: dict[str, object]) -> str:
@@ -156,7 +158,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("no complete trial yet")
         return 0
     print(
-        f"best: trial {best.number} val_accuracy={best.value:.4f} "
+        f"best: trial {best.number} {spec.search.metric}={best.value:.4f} "
         f"best_epoch={best.user_attrs.get('best_epoch')} {_format_params(best.params)}"
     )
     print(
@@ -175,7 +177,8 @@ def cmd_export_best(args: argparse.Namespace) -> int:
     path = write_config(spec, args.output)
     assert spec.result is not None
     print(
-        f"wrote {path}: trial {spec.result.trial_number} val_accuracy={spec.result.value:.4f} "
+        f"wrote {path}: trial {spec.result.trial_number} {spec.search.metric}="
+        f"{spec.result.value:.4f} "
         f"best_epoch={spec.result.best_epoch}"
     )
     return 0
@@ -190,17 +193,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec.fixed_params()  # fail fast, before loading data, if the file is a search space
     evaluation = retrain_and_evaluate(spec, args.out)
     print(summary(evaluation.metrics))
+    if evaluation.metrics.get("beats_baseline") is False:
+        print(
+            "lstm-tune: warning: the model does not beat the task's trivial baseline on the "
+            "test split",
+            file=sys.stderr,
+        )
     per_epoch = evaluation.metrics["seconds_per_epoch"]
     print(
         f"{sum(per_epoch) / len(per_epoch):.1f}s per epoch; wrote {evaluation.out_dir}/"
-        f"{{model.keras,metrics.json,confusion_matrix.html}}"
+        f"{{model.keras,metrics.json,report.html}}"
     )
     page = write_train_report(
         evaluation.metrics,
         Path(evaluation.out_dir) / "report.html",
         title=f"Test-set report: {Path(args.config).name}",
     )
-    print(f"test-set report (metrics, confusion matrix, ROC curve): {page}")
+    print(f"test-set report: {page}")
     return 0
 
 
@@ -297,6 +306,16 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
     return result.exit_code
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of study files (every task) for editors to check them with."""
+    import json
+
+    from lstm_tune.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def cmd_create_study(args: argparse.Namespace) -> int:
     """Create the study (space, sampler, queued configs) once, before workers start."""
     import optuna
@@ -337,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-trials", type=_positive_int, help="the study's total budget of finished trials"
     )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
-    search.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    search.add_argument(
+        "--data-path", help="local data file instead of the study's data.path or download"
+    )
     search.add_argument(
         "--artifact-dir",
         help=f"trial plots and best models (default: "
@@ -375,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="retrain a config YAML and evaluate it on the test split")
     train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")
     train.add_argument("--out", required=True, help="directory for model and metrics")
-    train.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    train.add_argument(
+        "--data-path", help="local data file instead of the config's data.path or download"
+    )
     train.set_defaults(handler=cmd_train)
 
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")
@@ -402,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metrics", help="metrics.json from `lstm-tune train` to include")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of study files")
+    schema.set_defaults(handler=cmd_schema)
     return parser
 
 

@@ -1,23 +1,42 @@
-"""Study files: parse and validate YAML into an immutable :class:`StudySpec`.
+"""Study files: parse and validate YAML into an immutable :class:`StudySpec` (pydantic v2).
 
 A study file describes a search (``space``); an exported best-config file describes one
 configuration (``params`` plus ``result``). Both go through :func:`load_spec`, so whatever
 export writes, this module reads back under the same rules.
 
+Structure, types, defaults and the JSON Schema (``lstm-tune schema``) come from pydantic;
+the ``data:`` section is the model of the study's task (:mod:`lstm_tune.tasks`), chosen by
+``task:`` as a discriminated union. Every error becomes one line naming the file, the dotted
+field, the bad value and what is allowed.
+
 Precedence, stated once: command-line flag > environment variable > YAML > default here.
-The CLI applies the first two with :func:`dataclasses.replace`; nothing below it does.
+The CLI applies the first two with ``model_copy``; nothing below it does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from lstm_tune.errors import ConfigError
+from lstm_tune.tasks import all_tasks, get_task, task_names
 
 PARAM_NAMES = (
     "hidden_size",
@@ -36,14 +55,34 @@ PARAM_KINDS: dict[str, type] = {
     "sequence_length": int,
     "batch_size": int,
 }
+# What each hyperparameter may be, whatever a file says: outside this, Keras fails or the
+# search is meaningless (dropout 1.0 drops everything).
+PARAM_LIMITS: dict[str, tuple[float, float]] = {
+    "hidden_size": (1, 4096),
+    "num_layers": (1, 8),
+    "learning_rate": (1e-7, 1.0),
+    "dropout_rate": (0.0, 0.95),
+    "sequence_length": (1, 5000),
+    "batch_size": (1, 4096),
+}
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")
-TASKS = ("binary_sentiment",)
-DATA_SOURCES = ("keras", "csv")
+DEFAULT_TASK = "text_classification"
+# numpy and TensorFlow seeds are unsigned 32-bit.
+MAX_SEED = 2**32 - 1
+# Longest rendering of a bad value in an error line: a huge value (a YAML "billion laughs"
+# alias bomb) must not turn into a huge message.
+MAX_VALUE_CHARS = 80
 
 
-@dataclass(frozen=True)
-class IntRange:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- search space
+
+
+class IntRange(_Frozen):
     """An integer range; ``step`` and ``log`` mean what they mean in ``suggest_int``."""
 
     low: int
@@ -52,8 +91,7 @@ class IntRange:
     log: bool = False
 
 
-@dataclass(frozen=True)
-class FloatRange:
+class FloatRange(_Frozen):
     """A float range; ``log`` samples uniformly in log space."""
 
     low: float
@@ -61,8 +99,7 @@ class FloatRange:
     log: bool = False
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(_Frozen):
     """A categorical choice among ``choices``."""
 
     choices: tuple[int | float, ...]
@@ -78,87 +115,284 @@ class Fixed:
 ParamSpec = IntRange | FloatRange | Choice | Fixed
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """Where the reviews come from and how much of them a study uses."""
+class _FieldProblem(Exception):
+    """A rule broken inside a hand-checked part (the space); not a ValueError, so pydantic
+    lets it through unchanged and :func:`parse_spec` words it like every other error."""
 
-    source: str = "keras"
-    path: str | None = None
-    max_features: int = 10000
-    validation_split: float = 0.2
-    train_limit: int | None = None
-    test_limit: int | None = None
-    cache_dir: str | None = None
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        super().__init__(field)
+        self.field, self.value, self.allowed = field, value, allowed
 
 
-@dataclass(frozen=True)
-class TrainingSpec:
+def _param_schema(name: str) -> dict[str, Any]:
+    kind = "integer" if PARAM_KINDS[name] is int else "number"
+    lo, hi = PARAM_LIMITS[name]
+    scalar = {"type": kind, "minimum": lo, "maximum": hi}
+    ranged = {
+        "type": "object",
+        "properties": {
+            "low": scalar,
+            "high": scalar,
+            "log": {"type": "boolean"},
+            **({"step": {"type": "integer", "minimum": 1}} if kind == "integer" else {}),
+        },
+        "required": ["low", "high"],
+        "additionalProperties": False,
+    }
+    choices = {
+        "type": "object",
+        "properties": {"choices": {"type": "array", "items": scalar, "minItems": 1}},
+        "required": ["choices"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [scalar, ranged, choices]}
+
+
+def _space_schema(*, fixed: bool) -> dict[str, Any]:
+    properties = {
+        name: (
+            {k: v for k, v in _param_schema(name)["anyOf"][0].items()}
+            if fixed
+            else _param_schema(name)
+        )
+        for name in PARAM_NAMES
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(PARAM_NAMES),
+        "additionalProperties": False,
+    }
+
+
+def _parse_param(field: str, name: str, value: Any) -> ParamSpec:
+    kind = PARAM_KINDS[name]
+    lo, hi = PARAM_LIMITS[name]
+    what = "an integer" if kind is int else "a number"
+    allowed = f"{what} in [{lo:g}, {hi:g}]"
+
+    def checked(v: Any, sub: str = "") -> int | float:
+        ok_type = isinstance(v, int) if kind is int else isinstance(v, int | float)
+        if isinstance(v, bool) or not ok_type or not math.isfinite(v) or not (lo <= v <= hi):
+            raise _FieldProblem(field + sub, v, allowed)
+        return kind(v)  # type: ignore[no-any-return]
+
+    if not isinstance(value, dict):
+        return Fixed(checked(value))
+    if "choices" in value:
+        extra = sorted(set(value) - {"choices"})
+        if extra:
+            raise _FieldProblem(f"{field}.{extra[0]}", extra[0], "only `choices:` beside choices")
+        choices = value["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise _FieldProblem(field + ".choices", choices, f"a non-empty list of {what}s")
+        return Choice(choices=tuple(checked(c, ".choices") for c in choices))
+    extra = sorted(set(value) - {"low", "high", "step", "log"})
+    if extra:
+        raise _FieldProblem(
+            f"{field}.{extra[0]}", extra[0], "one of the keys low, high, step, log"
+        )
+    for bound in ("low", "high"):
+        if bound not in value:
+            raise _FieldProblem(f"{field}.{bound}", None, f"{what} (ranges need low and high)")
+    low, high = checked(value["low"], ".low"), checked(value["high"], ".high")
+    if low > high:
+        raise _FieldProblem(field, {"low": low, "high": high}, "`low <= high`")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise _FieldProblem(field + ".log", log, "true or false")
+    if log and low <= 0:
+        raise _FieldProblem(field + ".low", low, "a value > 0 when log: true")
+    if kind is float:
+        if "step" in value:
+            raise _FieldProblem(field + ".step", value["step"], "no step for a float range")
+        return FloatRange(low=float(low), high=float(high), log=log)
+    step = value.get("step", 1)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise _FieldProblem(field + ".step", step, "an integer >= 1")
+    if log and step != 1:
+        raise _FieldProblem(field + ".step", step, "step 1 when log: true (Optuna's rule)")
+    return IntRange(low=int(low), high=int(high), step=step, log=log)
+
+
+def _parse_space(key: str, raw: Any) -> dict[str, ParamSpec]:
+    if not isinstance(raw, dict):
+        raise _FieldProblem(key, raw, "a mapping of the six hyperparameters to values or ranges")
+    for name in raw:
+        if name not in PARAM_NAMES:
+            raise _FieldProblem(f"{key}.{name}", name, f"one of the keys {', '.join(PARAM_NAMES)}")
+    missing = [name for name in PARAM_NAMES if name not in raw]
+    if missing:
+        raise _FieldProblem(
+            f"{key}.{missing[0]}", None, f"a value or range (missing: {', '.join(missing)})"
+        )
+    space: dict[str, ParamSpec] = {}
+    for name in PARAM_NAMES:
+        value = raw[name]
+        if key == "params" and isinstance(value, dict):
+            raise _FieldProblem(
+                f"{key}.{name}", value, "a single value under `params:` (ranges go in space)"
+            )
+        space[name] = _parse_param(f"{key}.{name}", name, value)
+    return space
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class TrainingSpec(_Frozen):
     """Settings every trial shares.
 
-    ``report_every`` (reviews) makes a trial report validation accuracy to the pruner every
-    that many training reviews, measured on a fixed sample of ``report_sample`` validation
-    reviews, instead of once per epoch: with long epochs, hopeless trials stop early.
+    ``report_every`` (training examples) makes a trial report its validation metric to the
+    pruner every that many examples, measured on a fixed sample of ``report_sample``
+    validation examples, instead of once per epoch: with long epochs, hopeless trials stop
+    early.
     """
 
-    epochs: int = 5
-    report_every: int | None = None
-    report_sample: int = 1000
+    epochs: StrictInt = Field(5, ge=1, le=10000)
+    report_every: StrictInt | None = Field(None, ge=1)
+    report_sample: StrictInt = Field(1000, ge=2)
 
 
-@dataclass(frozen=True)
-class SamplerSpec:
+class SamplerSpec(_Frozen):
     """Which Optuna sampler and its keyword arguments."""
 
-    name: str = "tpe"
-    options: dict[str, Any] = field(default_factory=dict)
+    name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class PrunerSpec:
+class PrunerSpec(_Frozen):
     """Which Optuna pruner and its keyword arguments."""
 
-    name: str = "median"
-    options: dict[str, Any] = field(default_factory=dict)
+    name: Literal[
+        "median", "percentile", "successive_halving", "hyperband", "threshold", "none"
+    ] = "median"
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SearchSpec:
-    """The search's budget and strategy; the objective is validation accuracy, maximised."""
+class SearchSpec(_Frozen):
+    """The search's budget, strategy and objective (the task's metric and its direction)."""
 
-    n_trials: int = 20
-    timeout: float | None = None
-    sampler: SamplerSpec = field(default_factory=SamplerSpec)
-    pruner: PrunerSpec = field(default_factory=PrunerSpec)
-    direction: str = "maximize"
+    n_trials: StrictInt = Field(20, ge=1)
+    timeout: float | None = Field(None, ge=1.0, allow_inf_nan=False)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    # Filled from the task when the file leaves them out (its default objective).
+    direction: Literal["maximize", "minimize"] = "maximize"
     metric: str = "val_accuracy"
     # Configs run first when the study is created (e.g. the baseline users already have).
-    enqueue: tuple[dict[str, int | float], ...] = ()
+    enqueue: Annotated[
+        tuple[dict[str, int | float], ...],
+        WithJsonSchema({"type": "array", "items": {**_space_schema(fixed=True), "required": []}}),
+    ] = ()
+
+    @field_validator("enqueue", mode="before")
+    @classmethod
+    def _check_enqueue(cls, raw: Any) -> Any:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list | tuple):
+            raise _FieldProblem("search.enqueue", raw, "a list of configs (param: value)")
+        configs = []
+        for index, item in enumerate(raw):
+            where = f"search.enqueue[{index}]"
+            if not isinstance(item, dict):
+                raise _FieldProblem(where, item, "a mapping of param to value")
+            config: dict[str, int | float] = {}
+            for name, value in item.items():
+                if name not in PARAM_NAMES:
+                    raise _FieldProblem(
+                        f"{where}.{name}", name, f"one of the keys {', '.join(PARAM_NAMES)}"
+                    )
+                if isinstance(value, dict):
+                    raise _FieldProblem(f"{where}.{name}", value, "a single value")
+                config[name] = _parse_param(f"{where}.{name}", name, value).value  # type: ignore[union-attr]
+            configs.append(config)
+        return tuple(configs)
 
 
-@dataclass(frozen=True)
-class ResultSpec:
+class ResultSpec(_Frozen):
     """What an exported file records about the trial it came from."""
 
-    value: float
-    best_epoch: int
-    study_name: str
-    trial_number: int
-    versions: dict[str, str] = field(default_factory=dict)
+    value: float = Field(allow_inf_nan=False, description="the trial's objective value")
+    best_epoch: StrictInt = Field(ge=1)
+    study_name: str = Field(min_length=1)
+    trial_number: StrictInt = Field(ge=0)
+    versions: dict[str, str] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class StudySpec:
-    """A whole study file, validated."""
+_SPACE_FIELD_SCHEMA = {"anyOf": [_space_schema(fixed=False)]}
 
-    name: str
-    source_path: str
-    task: str = "binary_sentiment"
-    seed: int = 42
-    data: DataSpec = field(default_factory=DataSpec)
-    training: TrainingSpec = field(default_factory=TrainingSpec)
-    search: SearchSpec = field(default_factory=SearchSpec)
-    space: dict[str, ParamSpec] = field(default_factory=dict)
+
+class StudySpec(_Frozen):
+    """A whole study file, validated. ``data`` is the task's own data model."""
+
+    name: str = Field(min_length=1)
+    task: str = DEFAULT_TASK
+    seed: StrictInt = Field(42, ge=0, le=MAX_SEED)
+    data: Any = None
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    space: Annotated[dict[str, Any], WithJsonSchema(_space_schema(fixed=False))] = Field(
+        default_factory=dict,
+        description="the search: each hyperparameter a value, {low, high[, step, log]} "
+        "or {choices: [...]} (exactly one of space or params)",
+    )
+    params: SkipJsonSchema[None] = Field(None, exclude=True)
     result: ResultSpec | None = None
+    source_path: SkipJsonSchema[str] = Field("<study>", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise _FieldProblem("", raw, "a mapping of keys to values")
+        raw = dict(raw)
+        task_name = raw.setdefault("task", DEFAULT_TASK)
+        if not isinstance(task_name, str) or task_name not in task_names():
+            raise _FieldProblem("task", task_name, f"one of {', '.join(task_names())}")
+        has_space, has_params = "space" in raw, "params" in raw
+        if has_space == has_params:
+            raise _FieldProblem(
+                "space/params",
+                sorted(k for k in ("space", "params") if k in raw),
+                "exactly one of `space:` (a search) or `params:` (one config)",
+            )
+        key = "space" if has_space else "params"
+        raw["space"] = _parse_space(key, raw.pop(key))
+        task = get_task(task_name)
+        search = raw.get("search")
+        if search is None:
+            search = {}
+        if isinstance(search, dict):
+            metric = search.get("metric")
+            try:
+                objective = task.objective(metric if isinstance(metric, str) else None)
+            except ValueError:
+                allowed = ", ".join(o.name for o in task.objectives)
+                raise _FieldProblem(
+                    "search.metric", metric, f"one of {allowed} (task {task_name})"
+                ) from None
+            if metric is not None and not isinstance(metric, str):
+                raise _FieldProblem("search.metric", metric, "a metric name")
+            direction = search.get("direction", objective.direction)
+            if direction != objective.direction:
+                raise _FieldProblem(
+                    "search.direction",
+                    direction,
+                    f"{objective.direction} (the direction of {objective.name}), or leave it out",
+                )
+            raw["search"] = {**search, "metric": objective.name, "direction": direction}
+        return raw
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_is_a_mapping(cls, raw: Any) -> Any:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise _FieldProblem("data", raw, "a mapping of keys to values")
+        return raw
 
     def fixed_params(self) -> dict[str, int | float]:
         """Return the six hyperparameters when every one of them is fixed (a config to train)."""
@@ -169,111 +403,58 @@ class StudySpec:
                 f"train one model, but they are search ranges; export a best config with "
                 f"`lstm-tune export-best` or give each a value under `params:`"
             )
-        return {name: self.space[name].value for name in PARAM_NAMES}  # type: ignore[union-attr]
+        return {name: self.space[name].value for name in PARAM_NAMES}
+
+    @property
+    def objective(self) -> Any:
+        """The task's :class:`~lstm_tune.tasks.base.Objective` this study optimises."""
+        return get_task(self.task).objective(self.search.metric)
 
 
-class _Reader:
-    """Checks one mapping of a YAML file, naming the file and dotted field in every error."""
-
-    def __init__(self, file: str, where: str, raw: Any) -> None:
-        self.file = file
-        self.where = where
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            self.fail(where, raw, "a mapping of keys to values")
-        self.raw: dict[str, Any] = raw
-
-    def field_name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, name: str, value: Any, allowed: str) -> None:
-        raise ConfigError(
-            f"{self.file}: {name or '<top level>'}: got {value!r}; expected {allowed}"
+@cache
+def _study_adapter() -> TypeAdapter[Any]:
+    """A discriminated union of one StudySpec subclass per task, keyed by ``task``."""
+    members = []
+    for task in all_tasks().values():
+        names = (task.name, *task.aliases)
+        member = create_model(  # type: ignore[call-overload]
+            f"{''.join(p.title() for p in task.name.split('_'))}Study",
+            __base__=StudySpec,
+            __doc__=f"A study of task {task.name}.",
+            task=(Literal[names], task.name),  # type: ignore[valid-type,arg-type]
+            data=(task.data_model, Field(default_factory=task.data_model)),
         )
-
-    def check_keys(self, allowed: tuple[str, ...]) -> None:
-        for key in self.raw:
-            if key not in allowed:
-                self.fail(self.field_name(str(key)), key, f"one of the keys {', '.join(allowed)}")
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self.file, self.field_name(key), self.raw.get(key))
-
-    def get_int(self, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
-        value = self.raw.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(self.field_name(key), value, "an integer")
-        if minimum is not None and value < minimum:
-            self.fail(self.field_name(key), value, f"an integer >= {minimum}")
-        return int(value)
-
-    def need_int(self, key: str, default: int, *, minimum: int | None = None) -> int:
-        value = self.get_int(key, default, minimum=minimum)
-        if value is None:
-            self.fail(self.field_name(key), value, "an integer")
-        return int(value)  # type: ignore[arg-type]
-
-    def get_float(
-        self,
-        key: str,
-        default: float | None,
-        *,
-        low: float | None = None,
-        high: float | None = None,
-    ) -> float | None:
-        value = self.raw.get(key, default)
-        if value is None:
-            return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            self.fail(self.field_name(key), value, "a finite number")
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(self.field_name(key), value, f"a number in [{low}, {high}]")
-        return float(value)
-
-    def get_str(
-        self, key: str, default: str | None, allowed: tuple[str, ...] | None = None
-    ) -> str:
-        value = self.raw.get(key, default)
-        if not isinstance(value, str) or not value:
-            self.fail(self.field_name(key), value, "a non-empty string")
-        if allowed is not None and value not in allowed:
-            self.fail(self.field_name(key), value, f"one of {', '.join(allowed)}")
-        return str(value)
-
-    def get_bool(self, key: str, default: bool) -> bool:
-        value = self.raw.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(self.field_name(key), value, "true or false")
-        return bool(value)
-
-    def get_options(self, key: str) -> dict[str, Any]:
-        value = self.raw.get(key, {})
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            self.fail(self.field_name(key), value, "a mapping of option names to values")
-        return dict(value)
+        members.append(member)
+    if len(members) == 1:
+        return TypeAdapter(members[0])
+    union = Union[tuple(members)]  # type: ignore[valid-type]  # noqa: UP007
+    return TypeAdapter(Annotated[union, Field(discriminator="task")])  # type: ignore[arg-type]
 
 
-TOP_KEYS = ("name", "task", "seed", "data", "training", "search", "space", "params", "result")
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of study files (every task), for editors and ``lstm-tune schema``."""
+    schema = _study_adapter().json_schema(mode="validation")
+    schema["title"] = "lstm-tune study file"
+    return schema
 
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study or exported-config YAML file."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file; give the path of a study YAML file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory; give the path of a study YAML file") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{file}: binary file (NUL bytes); expected a YAML text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text at byte {exc.start}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -282,208 +463,96 @@ def load_spec(path: str | Path) -> StudySpec:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}: invalid YAML: {where}{problem}") from None
     spec = parse_spec(raw, file)
-    if spec.data.path is not None and not Path(spec.data.path).is_absolute():
+    data_path = getattr(spec.data, "path", None)
+    if data_path is not None and not Path(data_path).is_absolute():
         # A relative data path in a study file means relative to that file, not to the cwd.
-        resolved = str((Path(path).parent / spec.data.path).resolve())
-        spec = replace(spec, data=replace(spec.data, path=resolved))
+        resolved = str((Path(path).parent / data_path).resolve())
+        spec = with_data(spec, path=resolved)
     return spec
+
+
+def with_data(spec: StudySpec, **changes: Any) -> StudySpec:
+    """``spec`` with ``changes`` to its data section (re-validated by the task's model)."""
+    data = type(spec.data).model_validate({**spec.data.model_dump(), **changes})
+    return spec.model_copy(update={"data": data})
 
 
 def parse_spec(raw: Any, file: str = "<study>") -> StudySpec:
     """Validate an already-parsed YAML document; ``file`` names it in errors."""
-    top = _Reader(file, "", raw)
-    top.check_keys(TOP_KEYS)
-    name = top.get_str("name", None)
-    space = _parse_space(top)
-    result_raw = top.raw.get("result")
-    return StudySpec(
-        name=name,
-        source_path=file,
-        task=top.get_str("task", "binary_sentiment", TASKS),
-        seed=top.need_int("seed", 42, minimum=0),
-        data=_parse_data(top.child("data")),
-        training=_parse_training(top.child("training")),
-        search=_parse_search(top.child("search")),
-        space=space,
-        result=None if result_raw is None else _parse_result(top.child("result")),
+    if not isinstance(raw, dict):
+        raise _config_error(file, "", raw, "a mapping of keys to values")
+    if "task" not in raw:
+        raw = {**raw, "task": DEFAULT_TASK}
+    try:
+        spec = _study_adapter().validate_python(raw)
+    except _FieldProblem as problem:
+        raise _config_error(file, problem.field, problem.value, problem.allowed) from None
+    except ValidationError as exc:
+        raise _from_validation_error(file, exc) from None
+    return spec.model_copy(update={"source_path": file})  # type: ignore[no-any-return]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[: MAX_VALUE_CHARS - 3] + "..."
+    return text
+
+
+def _config_error(file: str, field: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(
+        f"{file}: {field or '<top level>'}: got {_short(value)}; expected {allowed}"
     )
 
 
-def _parse_data(r: _Reader) -> DataSpec:
-    r.check_keys(
-        (
-            "source",
-            "path",
-            "max_features",
-            "validation_split",
-            "train_limit",
-            "test_limit",
-            "cache_dir",
-        )
-    )
-    path = r.raw.get("path")
-    if path is not None and (not isinstance(path, str) or not path):
-        r.fail(r.field_name("path"), path, "a file path (CSV, optionally .gz)")
-    source = r.get_str("source", "csv" if path else "keras", DATA_SOURCES)
-    cache_dir = r.raw.get("cache_dir")
-    if cache_dir is not None and not isinstance(cache_dir, str):
-        r.fail(r.field_name("cache_dir"), cache_dir, "a directory path")
-    split = r.get_float("validation_split", 0.2, low=0.0, high=0.9)
-    if split is None or split <= 0.0:
-        r.fail(r.field_name("validation_split"), split, "a number in (0, 0.9]")
-    # 2 ids are reserved (padding, out-of-vocabulary) so fewer than 3 leaves no words.
-    return DataSpec(
-        source=source,
-        path=path,
-        max_features=r.need_int("max_features", 10000, minimum=3),
-        validation_split=float(split),  # type: ignore[arg-type]
-        train_limit=r.get_int("train_limit", None, minimum=10),
-        test_limit=r.get_int("test_limit", None, minimum=10),
-        cache_dir=cache_dir,
-    )
+_TASK_TAGS = frozenset({"function-after", "function-before", "function-wrap"})
 
 
-def _parse_training(r: _Reader) -> TrainingSpec:
-    r.check_keys(("epochs", "report_every", "report_sample"))
-    return TrainingSpec(
-        epochs=r.need_int("epochs", 5, minimum=1),
-        report_every=r.get_int("report_every", None, minimum=1),
-        report_sample=r.need_int("report_sample", 1000, minimum=2),
-    )
+def _from_validation_error(file: str, exc: ValidationError) -> ConfigError:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in task_names())]
+    loc = [p for p in loc if not any(p.startswith(tag) for tag in _TASK_TAGS)]
+    field = ".".join(loc)
+    kind, message = error["type"], error["msg"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(raw_loc=error["loc"])
+        return _config_error(file, field, loc[-1] if loc else value, f"one of the keys {allowed}")
+    if kind == "missing":
+        return _config_error(file, field, None, "a value (this field is required)")
+    if kind == "union_tag_invalid":
+        return _config_error(file, "task", value, f"one of {', '.join(task_names())}")
+    if kind == "literal_error":
+        message = message.replace("Input should be ", "")
+        return _config_error(file, field, value, "one of " + message.replace("'", ""))
+    message = message.removeprefix("Value error, ")
+    if message.startswith("Input should be "):
+        message = message.removeprefix("Input should be ")
+    return _config_error(file, field, value, message)
 
 
-def _parse_search(r: _Reader) -> SearchSpec:
-    r.check_keys(("n_trials", "timeout", "sampler", "pruner", "direction", "metric", "enqueue"))
-    sampler = r.child("sampler")
-    sampler.check_keys(("name", "options"))
-    pruner = r.child("pruner")
-    pruner.check_keys(("name", "options"))
-    timeout = r.get_float("timeout", None, low=1.0)
-    return SearchSpec(
-        n_trials=r.need_int("n_trials", 20, minimum=1),
-        timeout=timeout,
-        sampler=SamplerSpec(
-            sampler.get_str("name", "tpe", SAMPLERS), sampler.get_options("options")
-        ),
-        pruner=PrunerSpec(
-            pruner.get_str("name", "median", PRUNERS), pruner.get_options("options")
-        ),
-        direction=r.get_str("direction", "maximize", ("maximize",)),
-        metric=r.get_str("metric", "val_accuracy", ("val_accuracy",)),
-        enqueue=_parse_enqueue(r),
-    )
+def _allowed_keys(raw_loc: tuple[Any, ...]) -> str:
+    """The keys a section allows, found by walking the models along an error's location."""
+    model: Any = None
+    for part in raw_loc[:-1]:
+        if isinstance(part, str) and part in task_names():
+            task = get_task(part)
+            model = {"data": task.data_model}
+            continue
+        if isinstance(model, dict):
+            model = model.get(part)
+            continue
+        fields = (model or StudySpec).model_fields
+        annotation = fields[part].annotation if part in fields else None
+        model = annotation if isinstance(annotation, type) else None
+    target = model if isinstance(model, type) and issubclass(model, BaseModel) else StudySpec
+    names = [n for n, f in target.model_fields.items() if not f.exclude]
+    if target is StudySpec:
+        names = [n for n in names if n != "source_path"] + ["params"]
+    return ", ".join(names)
 
 
-def _parse_enqueue(r: _Reader) -> tuple[dict[str, int | float], ...]:
-    raw = r.raw.get("enqueue", [])
-    if not isinstance(raw, list):
-        r.fail(r.field_name("enqueue"), raw, "a list of configs (mappings of param to value)")
-    configs = []
-    for index, item in enumerate(raw):
-        entry = _Reader(r.file, f"{r.field_name('enqueue')}[{index}]", item)
-        entry.check_keys(PARAM_NAMES)
-        config: dict[str, int | float] = {}
-        for name, value in entry.raw.items():
-            if isinstance(value, dict):
-                entry.fail(entry.field_name(name), value, "a single value")
-            config[name] = _parse_param(entry, name, value).value  # type: ignore[union-attr]
-        configs.append(config)
-    return tuple(configs)
-
-
-def _parse_result(r: _Reader) -> ResultSpec:
-    r.check_keys(("value", "best_epoch", "study_name", "trial_number", "versions"))
-    value = r.get_float("value", None, low=0.0, high=1.0)
-    if value is None:
-        r.fail(r.field_name("value"), value, "the trial's validation accuracy in [0, 1]")
-    versions = r.get_options("versions")
-    return ResultSpec(
-        value=float(value),  # type: ignore[arg-type]
-        best_epoch=r.need_int("best_epoch", 0, minimum=1),
-        study_name=r.get_str("study_name", None),
-        trial_number=r.need_int("trial_number", 0, minimum=0),
-        versions={str(k): str(v) for k, v in versions.items()},
-    )
-
-
-# What each hyperparameter may be, whatever a file says: outside this, Keras fails or the
-# search is meaningless (dropout 1.0 drops everything).
-PARAM_LIMITS: dict[str, tuple[float, float]] = {
-    "hidden_size": (1, 4096),
-    "num_layers": (1, 8),
-    "learning_rate": (1e-7, 1.0),
-    "dropout_rate": (0.0, 0.95),
-    "sequence_length": (1, 5000),
-    "batch_size": (1, 4096),
-}
-
-
-def _parse_space(top: _Reader) -> dict[str, ParamSpec]:
-    has_space = "space" in top.raw
-    has_params = "params" in top.raw
-    if has_space == has_params:
-        top.fail(
-            "space/params",
-            sorted(k for k in ("space", "params") if k in top.raw),
-            "exactly one of `space:` (a search) or `params:` (one config)",
-        )
-    key = "space" if has_space else "params"
-    r = top.child(key)
-    r.check_keys(PARAM_NAMES)
-    missing = [name for name in PARAM_NAMES if name not in r.raw]
-    if missing:
-        r.fail(r.field_name(missing[0]), None, f"a value or range (missing: {', '.join(missing)})")
-    space: dict[str, ParamSpec] = {}
-    for name in PARAM_NAMES:
-        value = r.raw[name]
-        if has_params and isinstance(value, dict):
-            r.fail(
-                r.field_name(name), value, "a single value under `params:` (ranges go in space)"
-            )
-        space[name] = _parse_param(r, name, value)
-    return space
-
-
-def _parse_param(r: _Reader, name: str, value: Any) -> ParamSpec:
-    kind = PARAM_KINDS[name]
-    lo, hi = PARAM_LIMITS[name]
-    field_name = r.field_name(name)
-    what = "an integer" if kind is int else "a number"
-    allowed = f"{what} in [{lo:g}, {hi:g}]"
-
-    def checked(v: Any, sub: str = "") -> int | float:
-        ok_type = isinstance(v, int) if kind is int else isinstance(v, int | float)
-        if isinstance(v, bool) or not ok_type or not (lo <= v <= hi):
-            r.fail(field_name + sub, v, allowed)
-        return kind(v)  # type: ignore[no-any-return]
-
-    if not isinstance(value, dict):
-        return Fixed(checked(value))
-    p = _Reader(r.file, field_name, value)
-    if "choices" in value:
-        p.check_keys(("choices",))
-        choices = value["choices"]
-        if not isinstance(choices, list) or not choices:
-            p.fail(field_name + ".choices", choices, f"a non-empty list of {what}s")
-        return Choice(tuple(checked(c, ".choices") for c in choices))
-    p.check_keys(("low", "high", "step", "log"))
-    for bound in ("low", "high"):
-        if bound not in value:
-            p.fail(f"{field_name}.{bound}", None, f"{what} (ranges need low and high)")
-    low, high = checked(value["low"], ".low"), checked(value["high"], ".high")
-    if low > high:
-        p.fail(field_name, {"low": low, "high": high}, "`low <= high`")
-    log = p.get_bool("log", False)
-    if log and low <= 0:
-        p.fail(field_name + ".low", low, "a value > 0 when log: true")
-    if kind is float:
-        if "step" in value:
-            p.fail(field_name + ".step", value["step"], "no step for a float range")
-        return FloatRange(float(low), float(high), log)
-    step = p.need_int("step", 1, minimum=1)
-    if log and step != 1:
-        p.fail(field_name + ".step", step, "step 1 when log: true (Optuna's rule)")
-    return IntRange(int(low), int(high), step, log)
+# --------------------------------------------------------------------------- round trip
 
 
 def _param_to_yaml(spec: ParamSpec) -> Any:
@@ -507,51 +576,29 @@ def spec_to_dict(
     With ``params`` the document describes that one configuration (``params:``) instead of
     the search space. ``data.cache_dir`` is left out: it belongs to a machine, not a study.
     """
-    data = spec.data
+    search = spec.search
     doc: dict[str, Any] = {
         "name": spec.name,
         "task": spec.task,
         "seed": spec.seed,
-        "data": {
-            "source": data.source,
-            **({"path": data.path} if data.path is not None else {}),
-            "max_features": data.max_features,
-            "validation_split": data.validation_split,
-            **({"train_limit": data.train_limit} if data.train_limit is not None else {}),
-            **({"test_limit": data.test_limit} if data.test_limit is not None else {}),
-        },
-        "training": {
-            "epochs": spec.training.epochs,
-            **(
-                {
-                    "report_every": spec.training.report_every,
-                    "report_sample": spec.training.report_sample,
-                }
-                if spec.training.report_every is not None
-                else {}
-            ),
-        },
+        "data": spec.data.model_dump(mode="json", exclude={"cache_dir"}, exclude_none=True),
+        "training": spec.training.model_dump(mode="json", exclude_none=True),
         "search": {
-            "n_trials": spec.search.n_trials,
-            **({"timeout": spec.search.timeout} if spec.search.timeout is not None else {}),
-            "sampler": {"name": spec.search.sampler.name, "options": spec.search.sampler.options},
-            "pruner": {"name": spec.search.pruner.name, "options": spec.search.pruner.options},
-            "direction": spec.search.direction,
-            "metric": spec.search.metric,
-            **({"enqueue": [dict(c) for c in spec.search.enqueue]} if spec.search.enqueue else {}),
+            "n_trials": search.n_trials,
+            **({"timeout": search.timeout} if search.timeout is not None else {}),
+            "sampler": search.sampler.model_dump(mode="json"),
+            "pruner": search.pruner.model_dump(mode="json"),
+            "direction": search.direction,
+            "metric": search.metric,
+            **({"enqueue": [dict(c) for c in search.enqueue]} if search.enqueue else {}),
         },
     }
+    if spec.training.report_every is None:
+        doc["training"].pop("report_sample", None)
     if params is not None:
         doc["params"] = {name: params[name] for name in PARAM_NAMES}
     else:
         doc["space"] = {name: _param_to_yaml(spec.space[name]) for name in PARAM_NAMES}
     if spec.result is not None:
-        r = spec.result
-        doc["result"] = {
-            "value": r.value,
-            "best_epoch": r.best_epoch,
-            "study_name": r.study_name,
-            "trial_number": r.trial_number,
-            "versions": dict(r.versions),
-        }
+        doc["result"] = spec.result.model_dump(mode="json")
     return doc

@@ -1,13 +1,13 @@
-"""IMDB reviews → integer sequences: load, tokenize, cache, split, pad.
+"""Labelled texts → integer sequences: load, tokenize, cache, split, pad.
 
-Sources: ``keras`` (``keras.datasets.imdb``, downloads once, already tokenized) or ``csv``
-(a local CSV, optionally gzipped, with ``review`` and ``sentiment`` columns and an optional
-``split`` column, like the Stanford corpus rebuilt as CSV). Raw text is tokenized into the
-``max_features`` most frequent words of the training split only, so the test split never
-leaks into the vocabulary. Token ids: 0 is padding, 1 is out-of-vocabulary, words start at 2.
+Sources: ``keras`` (``keras.datasets.imdb``, downloads once, already tokenized, two classes)
+or ``csv`` (a local CSV, optionally gzipped, with a text column, a label column and an
+optional split column). Raw text is tokenized into the ``max_features`` most frequent words
+of the training split only, so the test split never leaks into the vocabulary. Token ids: 0
+is padding, 1 is out-of-vocabulary, words start at 2.
 
-The binary-sentiment task lives behind :func:`load_corpus` and :class:`Corpus`: labels are
-0/1 here; a regression or language-model task would bring its own loader and label kind.
+Classes are whatever labels the file holds (two or more): their names, sorted (numerically
+when every label is a number), are the class indices 0, 1, ... that the model predicts.
 """
 
 from __future__ import annotations
@@ -25,29 +25,32 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from lstm_tune.config import DataSpec
 from lstm_tune.errors import DataError
 
-# Bump when tokenization changes so old caches are not reused.
-TOKENIZER_VERSION = 1
+if TYPE_CHECKING:
+    from lstm_tune.tasks.text_classification import TextClassificationData
+
+# Bump when tokenization or the cached layout changes so old caches are not reused.
+TOKENIZER_VERSION = 2
 PAD_ID = 0
 OOV_ID = 1
 FIRST_WORD_ID = 2
-# A CSV without a `split` column keeps this share of each class as its test split.
-TEST_FRACTION_WITHOUT_SPLIT = 0.2
-LABELS = {"positive": 1, "pos": 1, "1": 1, "negative": 0, "neg": 0, "0": 0}
+KERAS_IMDB_CLASSES = ("negative", "positive")
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _GZIP_MAGIC = b"\x1f\x8b"
+# Longest label or cell value quoted back in an error message.
+_QUOTE_CHARS = 60
 
 
 @dataclass(frozen=True)
 class Split:
-    """Token-id sequences (one array per review) and their 0/1 labels."""
+    """Token-id sequences (one array per text) and their class indices."""
 
     sequences: list[np.ndarray]
     labels: np.ndarray
@@ -58,19 +61,20 @@ class Split:
 
 @dataclass(frozen=True)
 class Corpus:
-    """The tokenized train and test splits and the vocabulary size the model must embed."""
+    """The tokenized train and test splits, the vocabulary size and the class names."""
 
     train: Split
     test: Split
     vocab_size: int
+    class_names: tuple[str, ...] = KERAS_IMDB_CLASSES
 
 
 def tokenize(text: str) -> list[str]:
-    """Split a review into lower-case words, dropping HTML tags such as ``<br />``."""
+    """Split a text into lower-case words, dropping HTML tags such as ``<br />``."""
     return _WORD.findall(_TAG.sub(" ", text.lower()))
 
 
-def load_corpus(spec: DataSpec, seed: int) -> Corpus:
+def load_corpus(spec: TextClassificationData, seed: int) -> Corpus:
     """Load, tokenize and slice the corpus ``spec`` names, from the disk cache when possible."""
     cache_file = _cache_file(spec, seed)
     if cache_file is not None and cache_file.exists():
@@ -82,37 +86,37 @@ def load_corpus(spec: DataSpec, seed: int) -> Corpus:
         corpus = _load_keras(spec.max_features, spec.cache_dir)
     else:
         assert spec.path is not None
-        corpus = _load_csv(Path(spec.path), spec.max_features, seed)
+        corpus = _load_csv(Path(spec.path), spec, seed)
+    where = spec.path or "keras.datasets.imdb"
     corpus = Corpus(
-        train=_stratified_slice(corpus.train, spec.train_limit, seed),
-        test=_stratified_slice(corpus.test, spec.test_limit, seed),
+        train=_stratified_slice(corpus.train, spec.train_limit, seed, where, "data.train_limit"),
+        test=_stratified_slice(corpus.test, spec.test_limit, seed, where, "data.test_limit"),
         vocab_size=corpus.vocab_size,
+        class_names=corpus.class_names,
     )
     if cache_file is not None:
         _write_cache(cache_file, corpus)
     return corpus
 
 
-def split_validation(train: Split, validation_split: float, seed: int) -> tuple[Split, Split]:
-    """Split ``train`` into (fit, validation), stratified by class and fixed by ``seed``.
-
-    The class is ``label >= 0.5``, so the split also works on soft or unusable labels and
-    leaves it to training to notice them (a NaN label shows up as a NaN loss).
-    """
+def split_validation(
+    train: Split, validation_split: float, seed: int, where: str = "data"
+) -> tuple[Split, Split]:
+    """Split ``train`` into (fit, validation), stratified by class and fixed by ``seed``."""
     index = np.arange(len(train))
-    fit_idx, val_idx = train_test_split(
-        index, test_size=validation_split, stratify=train.labels >= 0.5, random_state=seed
+    fit_idx, val_idx = _stratified(
+        index, train.labels, seed, where, "data.validation_split", test_size=validation_split
     )
     return _take(train, np.sort(fit_idx)), _take(train, np.sort(val_idx))
 
 
 def sample_of(split: Split, size: int, seed: int) -> Split:
-    """A stratified sample of ``size`` reviews of ``split`` (all of it if smaller), by ``seed``."""
-    return _stratified_slice(split, size, seed)
+    """A stratified sample of ``size`` texts of ``split`` (all of it if smaller), by ``seed``."""
+    return _stratified_slice(split, size, seed, "validation split", "training.report_sample")
 
 
 def review_lengths(split: Split) -> np.ndarray:
-    """Token count of each review of ``split``, uncut."""
+    """Token count of each text of ``split``, uncut."""
     return np.fromiter((len(s) for s in split.sequences), dtype=np.int64, count=len(split))
 
 
@@ -126,15 +130,45 @@ def pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
+def class_order(labels: Iterable[str]) -> tuple[str, ...]:
+    """Distinct labels in class-index order: numeric order if all are numbers, else text."""
+    distinct = set(labels)
+    try:
+        return tuple(sorted(distinct, key=float))
+    except ValueError:
+        return tuple(sorted(distinct))
+
+
 def _take(split: Split, index: np.ndarray) -> Split:
     return Split([split.sequences[i] for i in index], split.labels[index])
 
 
-def _stratified_slice(split: Split, limit: int | None, seed: int) -> Split:
+def _stratified(
+    index: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    where: str,
+    field: str,
+    **sizes: float | int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's stratified split, its refusals turned into one-line data errors."""
+    try:
+        first, second = train_test_split(index, stratify=labels, random_state=seed, **sizes)
+    except ValueError as exc:
+        counts = np.bincount(labels) if len(labels) else np.zeros(0, int)
+        raise DataError(
+            f"{where}: {field}: cannot split {len(labels)} examples keeping every class "
+            f"(smallest class has {int(counts[counts > 0].min()) if counts.any() else 0}): "
+            f"{exc}; give more rows per class or change {field}"
+        ) from None
+    return first, second
+
+
+def _stratified_slice(split: Split, limit: int | None, seed: int, where: str, field: str) -> Split:
     if limit is None or limit >= len(split):
         return split
-    index, _ = train_test_split(
-        np.arange(len(split)), train_size=limit, stratify=split.labels, random_state=seed
+    index, _ = _stratified(
+        np.arange(len(split)), split.labels, seed, where, field, train_size=limit
     )
     return _take(split, np.sort(index))
 
@@ -156,33 +190,54 @@ def _load_keras(max_features: int, cache_dir: str | None) -> Corpus:
         ) from None
 
     def as_split(x: Iterable[list[int]], y: np.ndarray) -> Split:
-        return Split([np.asarray(s, dtype=np.int32) for s in x], np.asarray(y, dtype=np.int8))
+        return Split([np.asarray(s, dtype=np.int32) for s in x], np.asarray(y, dtype=np.int32))
 
     return Corpus(as_split(x_train, y_train), as_split(x_test, y_test), max_features)
 
 
-def _read_rows(path: Path) -> Iterator[dict[str, str]]:
+def _quote(value: str) -> str:
+    text = value if len(value) <= _QUOTE_CHARS else value[:_QUOTE_CHARS] + "..."
+    return repr(text)
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
     try:
         with path.open("rb") as probe:
-            magic = probe.read(2)
+            head = probe.read(8192)
     except FileNotFoundError:
         raise DataError(f"{path}: no such data file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; expected a CSV file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
-    raw = gzip.open(path, "rb") if magic == _GZIP_MAGIC else path.open("rb")
+    if head[:2] == _GZIP_MAGIC:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    if b"\x00" in head:
+        raise DataError(f"{path}: binary file (NUL bytes); expected a UTF-8 CSV text file")
+    return io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="")
+
+
+def read_csv_rows(
+    path: Path, required: dict[str, str], optional: Iterable[str] = ()
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV(.gz); ``required`` maps a column to the field naming it.
+
+    A missing required column, a binary or non-UTF-8 file, a bad gzip stream or malformed CSV
+    raise :class:`DataError` naming the file (and the field, column or line).
+    """
     try:
-        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:  # type: ignore[type-var]
+        with _open_text(path) as text:
             reader = csv.DictReader(text)
             columns = reader.fieldnames or []
             if not columns:
                 raise DataError(f"{path}: empty file; expected a CSV with a header row")
-            missing = [c for c in ("review", "sentiment") if c not in columns]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}; "
-                    f"expected review, sentiment and optionally split"
-                )
-            yield from reader
+            for column, field in required.items():
+                if column not in columns:
+                    raise DataError(
+                        f"{path}: {field}: no column {column!r}; the file has columns "
+                        f"{', '.join(repr(c) for c in columns[:20])}"
+                    )
+            yield from enumerate(reader, start=2)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable gzip data ({exc})") from None
     except UnicodeDecodeError as exc:
@@ -191,50 +246,77 @@ def _read_rows(path: Path) -> Iterator[dict[str, str]]:
         raise DataError(f"{path}: malformed CSV: {exc}") from None
 
 
-def _load_csv(path: Path, max_features: int, seed: int) -> Corpus:
-    texts: dict[str, list[list[str]]] = {"train": [], "test": []}
-    labels: dict[str, list[int]] = {"train": [], "test": []}
-    unsplit_texts: list[list[str]] = []
-    unsplit_labels: list[int] = []
-    for line, row in enumerate(_read_rows(path), start=2):
-        sentiment = (row.get("sentiment") or "").strip().lower()
-        if sentiment not in LABELS:
+def _load_csv(path: Path, spec: TextClassificationData, seed: int) -> Corpus:
+    required = {spec.text_column: "data.text_column", spec.label_column: "data.label_column"}
+    has_split = _has_column(path, spec.split_column) if spec.split_column else False
+    if spec.split_column and not has_split and spec.split_column != "split":
+        required[spec.split_column] = "data.split_column"  # named on purpose: must exist
+    texts: dict[str, list[list[str]]] = {"train": [], "test": [], "": []}
+    raw_labels: dict[str, list[str]] = {"train": [], "test": [], "": []}
+    for line, row in read_csv_rows(path, required):
+        text = row.get(spec.text_column)
+        if text is None or not text.strip():
             raise DataError(
-                f"{path}: line {line}: sentiment {row.get('sentiment')!r} is not a label of the "
-                f"two classes; allowed: positive/negative (or pos/neg, 1/0)"
+                f"{path}: line {line}: column {spec.text_column!r} (data.text_column) is "
+                f"empty; every row needs a text"
             )
-        split = (row.get("split") or "").strip().lower()
-        words = tokenize(row.get("review") or "")
-        if split in texts:
-            texts[split].append(words)
-            labels[split].append(LABELS[sentiment])
-        elif not split:
-            unsplit_texts.append(words)
-            unsplit_labels.append(LABELS[sentiment])
-        else:
-            raise DataError(f"{path}: line {line}: split {split!r} is not one of train, test")
-    if unsplit_texts:
-        train_idx, test_idx = train_test_split(
-            np.arange(len(unsplit_texts)),
-            test_size=TEST_FRACTION_WITHOUT_SPLIT,
-            stratify=unsplit_labels if len(set(unsplit_labels)) == 2 else None,
-            random_state=seed,
+        label = (row.get(spec.label_column) or "").strip()
+        if not label:
+            raise DataError(
+                f"{path}: line {line}: column {spec.label_column!r} (data.label_column) is "
+                f"empty; every row needs a label"
+            )
+        split = (row.get(spec.split_column or "") or "").strip().lower() if has_split else ""
+        if split not in texts:
+            raise DataError(
+                f"{path}: line {line}: column {spec.split_column!r} (data.split_column) is "
+                f"{_quote(split)}; allowed: train, test (or empty)"
+            )
+        texts[split].append(tokenize(text))
+        raw_labels[split].append(label)
+    every_label = raw_labels["train"] + raw_labels["test"] + raw_labels[""]
+    if not every_label:
+        raise DataError(f"{path}: no data rows after the header")
+    class_names = class_order(every_label)
+    if len(class_names) < 2:
+        raise DataError(
+            f"{path}: column {spec.label_column!r} (data.label_column) has one class only "
+            f"({_quote(class_names[0])}); classification needs two or more"
+        )
+    counts = Counter(every_label)
+    single = sorted(name for name, n in counts.items() if n < 2)
+    if single:
+        raise DataError(
+            f"{path}: column {spec.label_column!r} (data.label_column): class "
+            f"{_quote(single[0])} has a single example; every class needs at least 2 "
+            f"(for the stratified splits)"
+        )
+    class_index = {name: i for i, name in enumerate(class_names)}
+    labels = {
+        k: np.asarray([class_index[v] for v in vs], np.int32) for k, vs in raw_labels.items()
+    }
+    if texts[""]:
+        train_idx, test_idx = _stratified(
+            np.arange(len(texts[""])),
+            labels[""],
+            seed,
+            str(path),
+            "data.test_split",
+            test_size=spec.test_split,
         )
         for name, idx in (("train", train_idx), ("test", test_idx)):
-            texts[name].extend(unsplit_texts[i] for i in idx)
-            labels[name].extend(unsplit_labels[i] for i in idx)
+            texts[name].extend(texts[""][i] for i in idx)
+            labels[name] = np.concatenate([labels[name], labels[""][idx]]).astype(np.int32)
     for name in ("train", "test"):
         if not texts[name]:
-            raise DataError(f"{path}: no {name} rows; expected reviews in both splits")
-        if len(set(labels[name])) != 2:
             raise DataError(
-                f"{path}: the {name} split has only the label {labels[name][0]} "
-                f"(1=positive, 0=negative); both classes are needed"
+                f"{path}: column {spec.split_column!r} (data.split_column): no {name} rows; "
+                f"expected texts in both splits (or no split column)"
             )
-    counts = Counter(word for words in texts["train"] for word in words)
+    counts_train = Counter(word for words in texts["train"] for word in words)
     vocab = {
         word: FIRST_WORD_ID + i
-        for i, (word, _) in enumerate(counts.most_common(max_features - FIRST_WORD_ID))
+        for i, (word, _) in enumerate(counts_train.most_common(spec.max_features - FIRST_WORD_ID))
     }
 
     def encode(name: str) -> Split:
@@ -242,12 +324,18 @@ def _load_csv(path: Path, max_features: int, seed: int) -> Corpus:
             np.fromiter((vocab.get(w, OOV_ID) for w in words), dtype=np.int32, count=len(words))
             for words in texts[name]
         ]
-        return Split(seqs, np.asarray(labels[name], dtype=np.int8))
+        return Split(seqs, labels[name])
 
-    return Corpus(encode("train"), encode("test"), max_features)
+    return Corpus(encode("train"), encode("test"), spec.max_features, class_names)
 
 
-def _cache_file(spec: DataSpec, seed: int) -> Path | None:
+def _has_column(path: Path, column: str) -> bool:
+    for _line, row in read_csv_rows(path, {}):
+        return column in row
+    return False
+
+
+def _cache_file(spec: TextClassificationData, seed: int) -> Path | None:
     if spec.cache_dir is None:
         return None
     key: dict[str, object] = {
@@ -256,6 +344,10 @@ def _cache_file(spec: DataSpec, seed: int) -> Path | None:
         "max_features": spec.max_features,
         "train_limit": spec.train_limit,
         "test_limit": spec.test_limit,
+        "text_column": spec.text_column,
+        "label_column": spec.label_column,
+        "split_column": spec.split_column,
+        "test_split": spec.test_split,
         "seed": seed,
     }
     if spec.path is not None:
@@ -285,6 +377,7 @@ def _write_cache(path: Path, corpus: Corpus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {**_flatten(corpus.train, "train"), **_flatten(corpus.test, "test")}
     arrays["vocab_size"] = np.asarray(corpus.vocab_size)
+    arrays["class_names"] = np.asarray(json.dumps(list(corpus.class_names)))
     # Write then rename, so a worker never reads another worker's half-written cache.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
@@ -302,4 +395,5 @@ def _read_cache(path: Path) -> Corpus:
             _unflatten(archive, "train"),
             _unflatten(archive, "test"),
             int(archive["vocab_size"]),
+            tuple(json.loads(str(archive["class_names"]))),
         )

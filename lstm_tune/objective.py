@@ -1,8 +1,9 @@
-"""One trial: params → data → model → training → validation accuracy.
+"""One trial: params → the task's data and model → training → the validation metric.
 
-The only module that ties Optuna to training: it samples through ``space``, reports each
-epoch's validation accuracy to the pruner (optuna-integration's ``KerasPruningCallback``),
-and records the trial's history and timings as user attributes.
+The only module that ties Optuna to training: it samples through ``space``, reports the
+study's metric (the task's :class:`~lstm_tune.tasks.base.Objective`) to the pruner at each
+epoch end (optuna-integration's ``KerasPruningCallback``) or checkpoint, and records the
+trial's history and timings as user attributes. It asks the task for everything else.
 """
 
 from __future__ import annotations
@@ -15,17 +16,10 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from lstm_tune.config import StudySpec
-from lstm_tune.data import Corpus, Split, review_lengths, sample_of, split_validation
-from lstm_tune.model import build_model
-from lstm_tune.preflight import (
-    ConfigTooLarge,
-    available_memory_bytes,
-    check_fits,
-    estimate_epoch_seconds,
-    forward_lengths,
-    time_warning,
-)
+from lstm_tune.preflight import ConfigTooLarge, available_memory_bytes, check_fits, time_warning
 from lstm_tune.space import suggest
+from lstm_tune.tasks import get_task
+from lstm_tune.tasks.base import Prepared
 from lstm_tune.training import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
 
 # Called with the trial, the trained model and its recorder once a trial completes, so a
@@ -42,41 +36,40 @@ log = logging.getLogger(__name__)
 
 def make_objective(
     spec: StudySpec,
-    corpus: Corpus,
+    prepared: Prepared,
     *,
     on_trained: TrialModelHook | None = None,
     on_epoch: TrialEpochHook | None = None,
     on_pruned: TrialPrunedHook | None = None,
 ) -> Callable[[optuna.trial.Trial], float]:
-    """Return the objective for ``spec``: it trains one model per trial on ``corpus``."""
-    fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, spec.seed)
-    fit_lengths = review_lengths(fit_split)
-    predicted_lengths = forward_lengths(
-        review_lengths(val_split),
-        len(fit_split),
-        spec.training.report_every,
-        spec.training.report_sample,
+    """Return the objective for ``spec``: it trains one model per trial on ``prepared``."""
+    task = get_task(spec.task)
+    objective_metric = spec.objective
+    every = spec.training.report_every
+    checkpoints = task.size(prepared.fit) // every if every else 0
+    sample = (
+        task.sample(prepared.validation, spec.training.report_sample, spec.seed) if every else None
     )
 
     def pruning_callback(
-        trial: optuna.trial.Trial, params: dict[str, int | float], val_split: Split
+        trial: optuna.trial.Trial, params: dict[str, int | float]
     ) -> keras.callbacks.Callback:
-        every = spec.training.report_every
         if every is None:
-            return KerasPruningCallback(trial, "val_accuracy")
+            return KerasPruningCallback(trial, objective_metric.name)
         # optuna-integration's callback reports only at epoch ends; reporting within epochs
         # needs our own, on a fixed validation sample so checkpoints compare across trials.
 
-        def report(step: int, accuracy: float) -> None:
-            trial.report(accuracy, step)
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at checkpoint {step} ({step * every} reviews)")
+                raise optuna.TrialPruned(
+                    f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
+                )
 
         return CheckpointEvaluator(
-            every_reviews=every,
-            sample=sample_of(val_split, spec.training.report_sample, spec.seed),
-            sequence_length=int(params["sequence_length"]),
+            every_examples=every,
             batch_size=int(params["batch_size"]),
+            score=lambda model: task.score(model, sample, params, objective_metric.name),
             on_checkpoint=report,
         )
 
@@ -87,17 +80,21 @@ def make_objective(
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed(spec.seed)
         try:
-            estimate = check_fits(params, corpus.vocab_size, available_memory_bytes())
+            estimate = check_fits(
+                task.estimate_memory(params, prepared), params, available_memory_bytes()
+            )
         except ConfigTooLarge as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
         trial.set_user_attr("estimated_peak_mib", round(estimate.total / 2**20))
-        seconds = estimate_epoch_seconds(params, fit_lengths, predicted_lengths)
+        seconds = task.estimate_epoch_seconds(
+            params, prepared, checkpoints, spec.training.report_sample
+        )
         trial.set_user_attr("estimated_seconds_per_epoch", round(seconds, 1))
         warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
         if warning is not None:
             log.warning("trial %d: %s", trial.number, warning)
-        model = build_model(params, corpus.vocab_size)
+        model = task.build(params, prepared)
         trial.set_user_attr("param_count", int(model.count_params()))
 
         latest: EpochRecorder | None = None
@@ -106,7 +103,7 @@ def make_objective(
             nonlocal latest
             latest = recorder
             trial.set_user_attr("history", recorder.history)
-            trial.set_user_attr("val_accuracy_per_epoch", recorder.history["val_accuracy"])
+            trial.set_user_attr(f"{recorder.metric_name}_per_epoch", recorder.values)
             trial.set_user_attr("seconds_per_epoch", recorder.seconds_per_epoch)
             trial.set_user_attr("best_epoch", recorder.best_epoch)
             if on_epoch is not None:
@@ -115,13 +112,11 @@ def make_objective(
         try:
             recorder = fit(
                 model,
-                fit_split,
-                val_split,
-                sequence_length=int(params["sequence_length"]),
-                batch_size=int(params["batch_size"]),
+                task.batches(prepared.fit, params, shuffle_seed=spec.seed),
+                task.batches(prepared.validation, params, shuffle_seed=None),
+                objective=objective_metric,
                 epochs=spec.training.epochs,
-                seed=spec.seed,
-                callbacks=[pruning_callback(trial, params, val_split)],
+                callbacks=[pruning_callback(trial, params)],
                 on_epoch=record,
             )
         except TrainingDiverged as exc:

@@ -11,21 +11,23 @@ Peak memory of a training step, in bytes:
 
     base                     the worker before the model (TensorFlow, the tokenized corpus)
   + 16 x parameters          weights, gradients and Adam's two moments, float32
-  + 4 x batch x steps x (hidden + layers x ACTIVATION_FLOATS_PER_UNIT x hidden)
-                             the embedding output and what back-propagation through time
-                             keeps for every step of every LSTM layer
+  + 4 x batch x steps x (input width + layers x ACTIVATION_FLOATS_PER_UNIT x hidden)
+                             the LSTM's input (an embedding's output, or features) and what
+                             back-propagation through time keeps for every step of every layer
 
-``steps`` is ``sequence_length`` (a batch of the longest reviews is padded to it).
+``steps`` is ``sequence_length`` (a batch of the longest examples is padded to it). Each task
+counts its own weights and input width (:meth:`lstm_tune.tasks.base.Task.estimate_memory`).
 ``ACTIVATION_FLOATS_PER_UNIT`` is fitted to a measured peak (``benchmarks/memory.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lstm_tune.tasks.base import MemoryEstimate
 
 # Floats kept per LSTM unit, per step, per layer, for back-propagation: gate inputs and
 # outputs, cell and hidden states, and the while-loop's stacked copies. Fitted to
@@ -45,33 +47,28 @@ class ConfigTooLarge(RuntimeError):
     """A config's estimated peak memory exceeds what the machine has available."""
 
 
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """The parts of a config's estimated peak memory, in bytes."""
-
-    base: int
-    weights: int
-    activations: int
-
-    @property
-    def total(self) -> int:
-        """Estimated peak resident memory of the worker while training this config."""
-        return self.base + self.weights + self.activations
-
-
-def parameter_count(params: Mapping[str, int | float], vocab_size: int) -> int:
-    """Weights of the seed architecture: embedding, stacked LSTMs, the output unit."""
+def lstm_parameter_count(params: Mapping[str, int | float], input_width: int) -> int:
+    """Weights of the shared LSTM stack whose first layer reads ``input_width`` features."""
     hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
-    lstm = 4 * (hidden * (hidden + hidden) + hidden)  # input width equals hidden everywhere
-    return vocab_size * hidden + layers * lstm + hidden + 1
+    total, width = 0, input_width
+    for _ in range(layers):
+        total += 4 * (hidden * (width + hidden) + hidden)
+        width = hidden
+    return total
 
 
-def estimate_memory(params: Mapping[str, int | float], vocab_size: int) -> MemoryEstimate:
-    """Estimate the peak memory of training ``params`` (see the module doc for the formula)."""
+def estimate_memory(
+    params: Mapping[str, int | float], *, weights: int, input_width: int
+) -> MemoryEstimate:
+    """Estimate the peak memory of training ``params`` (see the module doc for the formula).
+
+    ``weights`` counts the whole model's parameters (the task knows its input side and head);
+    ``input_width`` is what the first LSTM layer reads at each step.
+    """
     hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
     cells = int(params["batch_size"]) * int(params["sequence_length"])
-    activations = 4 * cells * (hidden + layers * ACTIVATION_FLOATS_PER_UNIT * hidden)
-    return MemoryEstimate(BASE_BYTES, 16 * parameter_count(params, vocab_size), activations)
+    activations = 4 * cells * (input_width + layers * ACTIVATION_FLOATS_PER_UNIT * hidden)
+    return MemoryEstimate(BASE_BYTES, 16 * weights, activations)
 
 
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -86,10 +83,9 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 
 def check_fits(
-    params: Mapping[str, int | float], vocab_size: int, available: int | None
+    estimate: MemoryEstimate, params: Mapping[str, int | float], available: int | None
 ) -> MemoryEstimate:
-    """Return the estimate, or raise :class:`ConfigTooLarge` if it cannot fit ``available``."""
-    estimate = estimate_memory(params, vocab_size)
+    """Return ``estimate``, or raise :class:`ConfigTooLarge` if it cannot fit ``available``."""
     if available is not None and estimate.total > MAX_SHARE_OF_AVAILABLE * available:
         raise ConfigTooLarge(
             f"estimated peak memory {estimate.total / 2**30:.1f} GiB (hidden_size="
@@ -140,27 +136,14 @@ def forward_lengths(
     return np.concatenate([validation_lengths, *[sample] * (train_count // report_every)])
 
 
-def epoch_step_units(
-    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
+def epoch_seconds(
+    params: Mapping[str, int | float], train_steps: float, forward_steps: float
 ) -> float:
-    """layers x (train steps + forward steps / 3), lengths cut to ``sequence_length``."""
-    length, batch = int(params["sequence_length"]), int(params["batch_size"])
-    train_steps = lstm_steps(np.minimum(train_lengths, length), batch)
-    forward_steps = lstm_steps(np.minimum(forward, length), batch)
-    return int(params["num_layers"]) * (train_steps + forward_steps / 3)
-
-
-def estimate_epoch_seconds(
-    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
-) -> float:
-    """Estimated seconds of one epoch of ``params`` (see the formula above).
-
-    ``train_lengths`` are the training reviews' lengths; ``forward`` those of every review
-    predicted per epoch (:func:`forward_lengths`).
-    """
+    """Estimated seconds of one epoch that runs ``train_steps`` training and ``forward_steps``
+    prediction steps of the LSTM stack per layer (see the formula above)."""
     batch, hidden = int(params["batch_size"]), int(params["hidden_size"])
     per_step = STEP_SECONDS + batch * hidden * hidden * SECONDS_PER_BATCH_HIDDEN2
-    return epoch_step_units(params, train_lengths, forward) * per_step
+    return int(params["num_layers"]) * (train_steps + forward_steps / 3) * per_step
 
 
 def time_warning(seconds_per_epoch: float, epochs: int, timeout: float | None) -> str | None:

@@ -129,7 +129,8 @@ class SearchProgress:
     def on_epoch(self, trial: optuna.trial.Trial, recorder: Any) -> None:
         """Objective hook after each epoch: advance the epoch bar of the running trial."""
         seconds: list[float] = list(getattr(recorder, "seconds_per_epoch", []))
-        val: list[float] = list(getattr(recorder, "history", {}).get("val_accuracy", []))
+        val: list[float] = list(getattr(recorder, "values", []))
+        metric = getattr(recorder, "metric_name", "value")
         if self._done_at_start is None and hasattr(trial, "study"):
             # First news of the study: learn how many trials a resumed study already holds.
             self._update_from_study(trial.study, trial_finished=False)
@@ -139,7 +140,7 @@ class SearchProgress:
             if self.interactive:
                 self._draw_unlocked()
             else:
-                acc = f" val_accuracy={val[-1]:.4f}" if val else ""
+                acc = f" {metric}={val[-1]:.4f}" if val else ""
                 took = f" ({seconds[-1]:.1f}s)" if seconds else ""
                 self.stream.write(
                     f"epoch {self.epoch}/{self.epochs} of trial {trial.number}:{acc}{took}\n"

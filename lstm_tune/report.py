@@ -3,7 +3,9 @@
 Each page carries plotly.js inline, so it opens offline, from a file, on any machine. Every
 figure sits in a ``<section>`` whose id names it (``optimization-history``,
 ``intermediate-values``, ``param-importances``, ``parallel-coordinates``, ``trials-table``,
-``test-metrics``, ``confusion-matrix``, ``roc-curve``) so a reader, or a test, can find it.
+and the sections of the study's task, e.g. ``test-metrics``, ``confusion-matrix``,
+``roc-curve``) so a reader, or a test, can find it. The test-metric sections come from the task
+(:meth:`lstm_tune.tasks.base.Task.report_sections`), named by ``task`` in ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from plotly.offline import get_plotlyjs
 from lstm_tune.dashboard import require_existing_sqlite
 from lstm_tune.errors import ConfigError, LstmTuneError, StorageError
 from lstm_tune.storage import open_storage, redact_url
+from lstm_tune.tasks import get_task
+from lstm_tune.tasks.base import ReportSection as _Section
 
 __all__ = [
-    "METRIC_KEYS",
     "build_study_report",
     "build_train_report",
     "load_metrics",
@@ -36,21 +38,10 @@ __all__ = [
     "write_train_report",
 ]
 
-# Keys `lstm-tune train` writes into metrics.json that the report needs to draw its figures.
-METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "roc_curve")
+# metrics.json files written before tasks existed name none; they are text classification.
+DEFAULT_METRICS_TASK = "text_classification"
 FIGURE_HEIGHT_PX = 440  # tall enough for parallel coordinates' six axes to stay readable
 COLOURS = {"complete": "#1f77b4", "pruned": "#ff7f0e", "pruned_at": "#d62728", "best": "#2ca02c"}
-
-
-@dataclass(frozen=True)
-class _Section:
-    """One titled block of the page: a plotly figure or ready HTML (a table, a notice)."""
-
-    id: str
-    title: str
-    figure: go.Figure | None = None
-    html: str = ""
-    caption: str = ""
 
 
 # --------------------------------------------------------------------------- study report
@@ -80,7 +71,7 @@ def build_study_report(study: optuna.Study, *, metrics: Mapping[str, Any] | None
     trials = study.get_trials(deepcopy=False)
     sections = [
         _optimization_history(study, trials),
-        _intermediate_values(trials),
+        _intermediate_values(trials, _metric_name(study)),
         _param_importances(study, trials),
         _parallel_coordinates(study, trials),
         _Section("trials-table", "Trials", html=_trials_table(study, trials)),
@@ -139,7 +130,13 @@ def _optimization_history(study: optuna.Study, trials: Sequence[FrozenTrial]) ->
     )
 
 
-def _intermediate_values(trials: Sequence[FrozenTrial]) -> _Section:
+def _metric_name(study: optuna.Study) -> str:
+    """The objective's name as the study records it (optuna's metric names), if it does."""
+    names = study.metric_names
+    return names[0] if names else "objective value"
+
+
+def _intermediate_values(trials: Sequence[FrozenTrial], metric: str) -> _Section:
     fig = go.Figure()
     shown: set[str] = set()
     pruned_x: list[int] = []
@@ -193,15 +190,15 @@ def _intermediate_values(trials: Sequence[FrozenTrial]) -> _Section:
         return _Section("intermediate-values", title, html=_notice("No trial reported values."))
     fig.update_layout(
         xaxis_title="step (epoch index, or checkpoint with training.report_every)",
-        yaxis_title="validation accuracy",
+        yaxis_title=metric,
         legend_title="trial",
     )
     return _Section(
         "intermediate-values",
         title,
         figure=fig,
-        caption="Validation accuracy reported to the pruner at each step (each epoch, or each "
-        "checkpoint of training.report_every reviews); a red × marks where a pruned trial "
+        caption=f"{metric} reported to the pruner at each step (each epoch, or each "
+        "checkpoint of training.report_every examples); a red × marks where a pruned trial "
         "stopped.",
     )
 
@@ -306,116 +303,25 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
 
 
 def _check_metrics(metrics: Mapping[str, Any], *, where: str) -> None:
-    missing = [k for k in METRIC_KEYS if k not in metrics]
-    if missing:
+    """Draw the metrics once to find what is missing; name it in one line."""
+    try:
+        _metric_sections(metrics)
+    except KeyError as exc:
         raise ConfigError(
-            f"metrics {where!r} lack {', '.join(missing)}; expected keys: {', '.join(METRIC_KEYS)}"
-        )
-    cm = metrics["confusion_matrix"]
-    if not (
-        isinstance(cm, list)
-        and len(cm) == 2
-        and all(isinstance(row, list) and len(row) == 2 for row in cm)
-    ):
-        raise ConfigError(
-            f"metrics {where!r}: confusion_matrix must be [[tn, fp], [fn, tp]], got {cm!r}"
-        )
-    roc = metrics["roc_curve"]
-    if not (isinstance(roc, dict) and "fpr" in roc and "tpr" in roc):
-        raise ConfigError(
-            f"metrics {where!r}: roc_curve must be an object with lists fpr and tpr, "
-            f"got keys {sorted(roc) if isinstance(roc, dict) else type(roc).__name__}"
-        )
-    if len(roc["fpr"]) != len(roc["tpr"]):
-        raise ConfigError(
-            f"metrics {where!r}: roc_curve fpr and tpr must have equal lengths, got "
-            f"{len(roc['fpr'])} and {len(roc['tpr'])}"
-        )
+            f"metrics {where!r} lack {exc.args[0]!r}; expected a metrics.json written by "
+            f"`lstm-tune train` of this version"
+        ) from None
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"metrics {where!r} are malformed: {exc}") from None
 
 
 def _metric_sections(metrics: Mapping[str, Any]) -> list[_Section]:
-    _check_metrics(metrics, where="<metrics>")
-    scores = [(k, metrics[k]) for k in ("accuracy", "precision", "recall", "f1", "roc_auc")]
-    table = (
-        '<table class="data scores"><tbody>'
-        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in scores)
-        + "</tbody></table>"
-    )
-    report = metrics.get("classification_report")
-    if isinstance(report, dict):
-        table += _classification_table(report)
-    return [
-        _Section("test-metrics", "Test metrics", html=table),
-        _confusion_matrix(metrics["confusion_matrix"]),
-        _roc_curve(metrics["roc_curve"], metrics["roc_auc"]),
-    ]
-
-
-def _classification_table(report: Mapping[str, Any]) -> str:
-    rows = []
-    for label, row in report.items():
-        if isinstance(row, dict):
-            cells = [_fmt(row.get(k)) for k in ("precision", "recall", "f1-score", "support")]
-        else:  # sklearn puts plain "accuracy" next to the per-class dicts
-            cells = ["", "", _fmt(row), ""]
-        rows.append(
-            f"<tr><th>{_e(str(label))}</th>"
-            + "".join(f"<td>{_e(c)}</td>" for c in cells)
-            + "</tr>"
-        )
-    return (
-        '<h3>Classification report</h3><table class="data"><thead><tr><th></th>'
-        "<th>precision</th><th>recall</th><th>f1-score</th><th>support</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
-
-
-def _confusion_matrix(cm: Sequence[Sequence[int]]) -> _Section:
-    (tn, fp), (fn, tp) = cm
-    # Rows are the true class, columns the prediction; negative first, as sklearn orders them.
-    z = [[tn, fp], [fn, tp]]
-    text = [[f"TN {tn}", f"FP {fp}"], [f"FN {fn}", f"TP {tp}"]]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=["predicted negative", "predicted positive"],
-            y=["true negative", "true positive"],
-            text=text,
-            texttemplate="%{text}",
-            textfont={"size": 18},
-            colorscale="Blues",
-            hovertemplate="%{y} / %{x}: %{z}<extra></extra>",
-        )
-    )
-    fig.update_layout(yaxis={"autorange": "reversed"}, width=560)
-    return _Section("confusion-matrix", "Confusion matrix", figure=fig)
-
-
-def _roc_curve(roc: Mapping[str, Sequence[float]], auc: float) -> _Section:
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#999"}
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=list(roc["fpr"]),
-            y=list(roc["tpr"]),
-            mode="lines",
-            name=f"model (AUC {_fmt(auc)})",
-            line={"color": COLOURS["complete"], "width": 2},
-        )
-    )
-    fig.update_layout(
-        xaxis_title="false positive rate",
-        yaxis_title="true positive rate",
-        xaxis={"range": [0, 1]},
-        yaxis={"range": [0, 1.02]},
-        width=560,
-    )
-    return _Section("roc-curve", "ROC curve", figure=fig)
+    task_name = metrics.get("task", DEFAULT_METRICS_TASK)
+    try:
+        task = get_task(str(task_name))
+    except KeyError:
+        raise ConfigError(f"metrics name an unknown task {task_name!r}") from None
+    return task.report_sections(metrics)
 
 
 # --------------------------------------------------------------------------- page assembly

@@ -13,12 +13,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import StudySpec, spec_to_dict
-from lstm_tune.data import Corpus, load_corpus
 from lstm_tune.errors import StorageError
 from lstm_tune.objective import TrialEpochHook, TrialModelHook, TrialPrunedHook, make_objective
 from lstm_tune.preflight import ConfigTooLarge
 from lstm_tune.storage import BUDGET_ATTR, SPEC_ATTR, open_storage
 from lstm_tune.strategy import build_pruner, build_sampler
+from lstm_tune.tasks import get_task
+from lstm_tune.tasks.base import Prepared
 from lstm_tune.training import TrainingDiverged
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -47,20 +48,25 @@ def open_study(
     spec: StudySpec, *, storage_url: str, study_name: str, worker_index: int = 0
 ) -> optuna.study.Study:
     """Create the study if it does not exist, else load it; record the spec it searches."""
-    storage = open_storage(storage_url)
     # Each worker of a pool gets its own sampler seed so their random start-up trials differ.
     sampler = build_sampler(spec.search.sampler, spec.seed + worker_index)
+    pruner = build_pruner(spec.search.pruner)
+    # Sampler and pruner options are checked before the storage is touched: a bad option
+    # leaves no new database file or study row behind.
+    storage = open_storage(storage_url)
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        direction=spec.search.direction,  # type: ignore[arg-type]  # validated: maximize
+        direction=spec.search.direction,
         sampler=sampler,
-        pruner=build_pruner(spec.search.pruner),
+        pruner=pruner,
         load_if_exists=True,
     )
     if SPEC_ATTR not in study.user_attrs:
         # First open of this study: record what it searches and queue the configs to run first.
         study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))
+        # The dashboard and plots show the metric's name instead of "Objective 0".
+        study.set_metric_names([spec.search.metric])
         for config in spec.search.enqueue:
             study.enqueue_trial(config, skip_if_exists=True)
     return study
@@ -98,14 +104,17 @@ def run_search(
     on_epoch: TrialEpochHook | None = None,
     on_pruned: TrialPrunedHook | None = None,
     worker_index: int = 0,
-    corpus: Corpus | None = None,
+    prepared: Prepared | None = None,
 ) -> SearchOutcome:
     """Run trials of ``spec`` until the study holds ``n_trials`` finished ones (or timeout).
 
-    ``corpus`` replaces the data ``spec.data`` names (already loaded, e.g. by a caller that
-    runs several searches on the same reviews).
+    The data is read and validated before the storage is touched, so a bad data file leaves
+    nothing behind. ``prepared`` replaces the data ``spec.data`` names (already loaded, e.g.
+    by a caller that runs several searches on the same data).
     """
     budget = n_trials if n_trials is not None else spec.search.n_trials
+    if prepared is None:
+        prepared = get_task(spec.task).load(spec.data, spec.seed)
     study = open_study(
         spec, storage_url=storage_url, study_name=study_name, worker_index=worker_index
     )
@@ -113,13 +122,11 @@ def run_search(
     finished = count_finished(study)
     if finished >= budget:
         return SearchOutcome(study, finished, budget, "budget already reached")
-    if corpus is None:
-        corpus = load_corpus(spec.data, spec.seed)
     stop = _BudgetStop(budget)
     try:
         study.optimize(
             make_objective(
-                spec, corpus, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
+                spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
             ),
             timeout=timeout if timeout is not None else spec.search.timeout,
             catch=(TrainingDiverged, ConfigTooLarge),

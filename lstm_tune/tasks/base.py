@@ -1,0 +1,179 @@
+"""The contract every task fulfils; everything above the tasks asks a task, never assumes one.
+
+A task is one job an LSTM does (text classification, forecasting, language modelling). The
+shared parts of lstm-tune (worker, objective, training loop, export, ``train``, report,
+artifacts, progress, CLI) know only this contract:
+
+``data_model``
+    the pydantic model of the study file's ``data:`` section for this task (its fields, their
+    defaults and limits; ``lstm-tune schema`` prints it).
+``objectives``
+    the metrics a study may optimise (``search.metric``), each with its direction; the first
+    is the default. The compiled model logs ``<name without "val_">`` so that Keras reports
+    the validation value under ``name`` at every epoch end.
+``load(data, seed) -> Prepared``
+    read and validate the data into fit / validation / test splits, plus what the model
+    needs (vocabulary size, classes, scaler, ...) in ``Prepared.meta``. Raises
+    :class:`~lstm_tune.errors.DataError` naming the file, the column or field and the value.
+``batches(split, params, shuffle_seed)``
+    a ``tf.data`` pipeline of (inputs, targets) for training and validation.
+``build(params, prepared)``
+    the compiled ``keras.Model``: the task's input side and output head around the shared
+    :func:`lstm_tune.model.lstm_stack`, its loss, its metric.
+``score(model, split, params, metric)``
+    the value of ``metric`` on ``split`` (checkpoints within an epoch report it to the
+    pruner; it must agree with what Keras logs at epoch ends).
+``evaluate(model, prepared, params)``
+    test-set metrics (JSON-ready) including the task's trivial ``baseline``.
+``report_sections(metrics)``
+    figures and tables of those metrics for the HTML report.
+``summary(metrics)``
+    a short text of those metrics for the terminal.
+``estimate_memory(params, prepared)`` / ``estimate_epoch_seconds(params, prepared, ...)``
+    the pre-flight estimate of a config's peak memory and time per epoch.
+
+A new task is one module in this package that defines a :class:`Task` subclass and calls
+:func:`lstm_tune.tasks.register` on an instance of it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import keras
+    import plotly.graph_objects as go
+    import tensorflow as tf
+
+Params = Mapping[str, int | float]
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric a study optimises: its name (as Keras logs it on validation) and direction."""
+
+    name: str
+    direction: Direction
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b`` in this direction."""
+        return a > b if self.direction == "maximize" else a < b
+
+    def best_index(self, values: list[float]) -> int:
+        """Index of the best value in ``values`` (the first one, on ties)."""
+        best = 0
+        for index, value in enumerate(values):
+            if self.better(value, values[best]):
+                best = index
+        return best
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's data, split and ready: ``fit`` trains, ``validation`` scores trials, ``test``
+    is touched only by ``lstm-tune train``. ``meta`` holds what the model and the report need
+    (e.g. ``vocab_size``, ``class_names``) and is JSON-ready."""
+
+    fit: Any
+    validation: Any
+    test: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """One titled block of an HTML report: a plotly figure or ready HTML, found by ``id``."""
+
+    id: str
+    title: str
+    figure: go.Figure | None = None
+    html: str = ""
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The parts of a config's estimated peak memory, in bytes."""
+
+    base: int
+    weights: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        """Estimated peak resident memory of the worker while training this config."""
+        return self.base + self.weights + self.activations
+
+
+class Task(ABC):
+    """One job an LSTM does; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    # Other values of ``task:`` that mean this task (older study files keep working).
+    aliases: ClassVar[tuple[str, ...]] = ()
+    data_model: ClassVar[type[BaseModel]]
+    objectives: ClassVar[tuple[Objective, ...]]
+    # What one training example is called in messages (reviews, windows, ...).
+    example_noun: ClassVar[str] = "examples"
+
+    def objective(self, metric: str | None) -> Objective:
+        """The objective named ``metric`` (None: the task's default)."""
+        if metric is None:
+            return self.objectives[0]
+        for objective in self.objectives:
+            if objective.name == metric:
+                return objective
+        allowed = ", ".join(o.name for o in self.objectives)
+        raise ValueError(f"metric {metric!r} is not one of this task's: {allowed}")
+
+    @abstractmethod
+    def load(self, data: Any, seed: int) -> Prepared:
+        """Read, validate and split the data ``data`` (this task's ``data_model``) names."""
+
+    @abstractmethod
+    def batches(self, split: Any, params: Params, *, shuffle_seed: int | None) -> tf.data.Dataset:
+        """(inputs, targets) batches of ``split``; shuffled anew each pass when seeded."""
+
+    @abstractmethod
+    def build(self, params: Params, prepared: Prepared) -> keras.Model:
+        """The compiled model for ``params``: input side, shared LSTM stack, head, loss."""
+
+    @abstractmethod
+    def score(self, model: keras.Model, split: Any, params: Params, metric: str) -> float:
+        """The value of ``metric`` on ``split``."""
+
+    @abstractmethod
+    def sample(self, split: Any, size: int, seed: int) -> Any:
+        """A fixed sample of ``size`` examples of ``split`` (checkpoint scoring)."""
+
+    @abstractmethod
+    def size(self, split: Any) -> int:
+        """Number of examples in ``split``."""
+
+    @abstractmethod
+    def evaluate(self, model: keras.Model, prepared: Prepared, params: Params) -> dict[str, Any]:
+        """Test-set metrics, JSON-ready, with the trivial ``baseline`` beside them."""
+
+    @abstractmethod
+    def report_sections(self, metrics: Mapping[str, Any]) -> list[ReportSection]:
+        """Figures and tables of ``metrics`` for the HTML report."""
+
+    @abstractmethod
+    def summary(self, metrics: Mapping[str, Any]) -> str:
+        """A short text report of ``metrics`` for the terminal."""
+
+    @abstractmethod
+    def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
+        """Estimated peak memory of training ``params``."""
+
+    @abstractmethod
+    def estimate_epoch_seconds(
+        self, params: Params, prepared: Prepared, checkpoints: int, sample_size: int
+    ) -> float:
+        """Estimated seconds of one training epoch, ``checkpoints`` samples scored within it."""
