@@ -483,12 +483,15 @@ def parse_spec(raw: Any, file: str = "<study>") -> StudySpec:
         raise _config_error(file, "", raw, "a mapping of keys to values")
     if "task" not in raw:
         raw = {**raw, "task": DEFAULT_TASK}
+    task_name = raw["task"]
+    if not isinstance(task_name, str) or task_name not in task_names():
+        raise _config_error(file, "task", task_name, f"one of {', '.join(task_names())}")
     try:
         spec = _study_adapter().validate_python(raw)
     except _FieldProblem as problem:
         raise _config_error(file, problem.field, problem.value, problem.allowed) from None
     except ValidationError as exc:
-        raise _from_validation_error(file, exc) from None
+        raise _from_validation_error(file, exc, task_name) from None
     return spec.model_copy(update={"source_path": file})  # type: ignore[no-any-return]
 
 
@@ -505,51 +508,62 @@ def _config_error(file: str, field: str, value: Any, allowed: str) -> ConfigErro
     )
 
 
-_TASK_TAGS = frozenset({"function-after", "function-before", "function-wrap"})
+# How pydantic words a rule, and how our one-line errors word it.
+_WORDING = (
+    ("Input should be a valid integer", "an integer"),
+    ("Input should be a valid number", "a number"),
+    ("Input should be a valid string", "a string"),
+    ("Input should be a valid boolean", "true or false"),
+    ("Input should be a valid dictionary", "a mapping of keys to values"),
+    ("Input should be greater than or equal to ", ">= "),
+    ("Input should be greater than ", "> "),
+    ("Input should be less than or equal to ", "<= "),
+    ("Input should be less than ", "< "),
+    ("Input should be ", ""),
+    ("Value error, ", ""),
+    ("String should have at least 1 character", "a non-empty string"),
+)
 
 
-def _from_validation_error(file: str, exc: ValidationError) -> ConfigError:
+def _from_validation_error(file: str, exc: ValidationError, task_name: str) -> ConfigError:
     error = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in task_names())]
-    loc = [p for p in loc if not any(p.startswith(tag) for tag in _TASK_TAGS)]
+    loc = [str(p) for p in error["loc"]]
     field = ".".join(loc)
     kind, message = error["type"], error["msg"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(raw_loc=error["loc"])
-        return _config_error(file, field, loc[-1] if loc else value, f"one of the keys {allowed}")
+        allowed = ", ".join(_allowed_keys(error["loc"][:-1], task_name))
+        return _config_error(file, field, loc[-1], f"one of the keys {allowed}")
     if kind == "missing":
         return _config_error(file, field, None, "a value (this field is required)")
-    if kind == "union_tag_invalid":
-        return _config_error(file, "task", value, f"one of {', '.join(task_names())}")
     if kind == "literal_error":
-        message = message.replace("Input should be ", "")
-        return _config_error(file, field, value, "one of " + message.replace("'", ""))
-    message = message.removeprefix("Value error, ")
-    if message.startswith("Input should be "):
-        message = message.removeprefix("Input should be ")
+        message = message.replace("Input should be ", "").replace("'", "").replace(" or ", ", ")
+        return _config_error(file, field, value, "one of " + message)
+    for theirs, ours in _WORDING:
+        if message.startswith(theirs):
+            message = ours + message.removeprefix(theirs)
+            break
+    if kind.startswith(("int_", "float_")) and message.startswith((">", "<")):
+        message = f"{'an integer' if kind.startswith('int') else 'a number'} {message}"
     return _config_error(file, field, value, message)
 
 
-def _allowed_keys(raw_loc: tuple[Any, ...]) -> str:
-    """The keys a section allows, found by walking the models along an error's location."""
-    model: Any = None
-    for part in raw_loc[:-1]:
-        if isinstance(part, str) and part in task_names():
-            task = get_task(part)
-            model = {"data": task.data_model}
+def _allowed_keys(section: tuple[Any, ...], task_name: str) -> list[str]:
+    """The keys the section at ``section`` allows, found by walking the models along it."""
+    model: Any = StudySpec
+    for part in section:
+        if model is StudySpec and part == "data":
+            model = get_task(task_name).data_model
             continue
-        if isinstance(model, dict):
-            model = model.get(part)
-            continue
-        fields = (model or StudySpec).model_fields
+        fields = model.model_fields if isinstance(model, type) else {}
         annotation = fields[part].annotation if part in fields else None
         model = annotation if isinstance(annotation, type) else None
-    target = model if isinstance(model, type) and issubclass(model, BaseModel) else StudySpec
-    names = [n for n, f in target.model_fields.items() if not f.exclude]
-    if target is StudySpec:
-        names = [n for n in names if n != "source_path"] + ["params"]
-    return ", ".join(names)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    names = [n for n, f in model.model_fields.items() if not f.exclude]
+    if model is StudySpec:
+        names.append("params")
+    return names
 
 
 # --------------------------------------------------------------------------- round trip

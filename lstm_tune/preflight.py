@@ -146,6 +146,22 @@ def epoch_seconds(
     return int(params["num_layers"]) * (train_steps + forward_steps / 3) * per_step
 
 
+def estimate_epoch_seconds(
+    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
+) -> float:
+    """Estimated seconds of one epoch over variable-length examples in length-sorted batches.
+
+    ``train_lengths`` are the training examples' lengths; ``forward`` those of every example
+    predicted per epoch (:func:`forward_lengths`). Lengths are cut to ``sequence_length``.
+    """
+    length, batch = int(params["sequence_length"]), int(params["batch_size"])
+    return epoch_seconds(
+        params,
+        lstm_steps(np.minimum(train_lengths, length), batch),
+        lstm_steps(np.minimum(forward, length), batch),
+    )
+
+
 def time_warning(seconds_per_epoch: float, epochs: int, timeout: float | None) -> str | None:
     """A warning when a trial is expected to outlast the search's ``timeout``, else None."""
     total = seconds_per_epoch * epochs

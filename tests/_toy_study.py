@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 
 TOY_EPOCHS = 5
@@ -74,23 +75,31 @@ STUDY_SECTIONS = (
 METRIC_SECTIONS = ("test-metrics", "confusion-matrix", "roc-curve")
 
 
-def sample_metrics() -> dict[str, object]:
-    """Metrics in the shape `lstm-tune train` writes to metrics.json."""
-    return {
-        "accuracy": 0.85,
-        "precision": 0.84,
-        "recall": 0.86,
-        "f1": 0.85,
-        "roc_auc": 0.92,
-        "confusion_matrix": [[400, 80], [70, 450]],
-        "roc_curve": {
-            "fpr": [0.0, 0.1, 0.3, 1.0],
-            "tpr": [0.0, 0.6, 0.9, 1.0],
-            "thresholds": [2.0, 0.8, 0.5, 0.0],
-        },
-        "classification_report": {
-            "0": {"precision": 0.85, "recall": 0.83, "f1-score": 0.84, "support": 480},
-            "1": {"precision": 0.85, "recall": 0.87, "f1-score": 0.86, "support": 520},
-            "accuracy": 0.85,
-        },
-    }
+def sample_metrics(n_classes: int = 2) -> dict[str, object]:
+    """Metrics in the shape `lstm-tune train` writes to metrics.json, made by the same code.
+
+    Two classes: 1,000 test texts whose confusion matrix is [[400, 80], [70, 450]].
+    """
+    from lstm_tune.tasks.text_classification import classification_metrics, majority_baseline
+
+    rng = np.random.default_rng(0)
+    if n_classes == 2:
+        labels = np.array([0] * 480 + [1] * 520)
+        predicted = np.array([0] * 400 + [1] * 80 + [0] * 70 + [1] * 450)
+    else:
+        labels = rng.integers(0, n_classes, 600)
+        predicted = np.where(rng.random(600) < 0.6, labels, rng.integers(0, n_classes, 600))
+    # Probabilities whose argmax is the prediction, with some spread for the ROC curve.
+    probabilities = rng.random((len(labels), n_classes)) * 0.4
+    probabilities[np.arange(len(labels)), predicted] += 0.6
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    names = (
+        ["negative", "positive"] if n_classes == 2 else [f"class {i}" for i in range(n_classes)]
+    )
+    metrics = classification_metrics(labels, probabilities, names)
+    metrics["baseline"] = majority_baseline(labels, labels, names)
+    metrics["beats_baseline"] = metrics["accuracy"] > metrics["baseline"]["accuracy"]
+    metrics.update(
+        task="text_classification", metric="val_accuracy", epochs=2, test_size=len(labels)
+    )
+    return metrics

@@ -22,7 +22,10 @@ from optuna.trial import TrialState
 
 from lstm_tune.artifacts import CURVE_WIDTH, TrialArtifacts, learning_curve_svg
 from lstm_tune.cli import main
+from lstm_tune.tasks.base import Objective
 from lstm_tune.training import EpochRecorder
+
+ACCURACY = Objective("val_accuracy", "maximize")
 
 EPOCHS = 3
 
@@ -60,7 +63,7 @@ def hooked_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study
         q = quality[trial.number]
         trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
         trial.set_user_attr("param_count", 5)
-        recorder = EpochRecorder()
+        recorder = EpochRecorder(ACCURACY)
         for epoch in range(EPOCHS):
             drive_recorder(recorder, epoch, q - 0.05 * (EPOCHS - 1 - epoch))
             trial.report(recorder.history["val_accuracy"][-1], epoch)
@@ -230,7 +233,7 @@ def test_a_broken_artifact_dir_costs_the_trial_nothing_but_its_artifacts(tmp_pat
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", direction="maximize")
 
     def objective(trial: optuna.Trial) -> float:
-        recorder = EpochRecorder()
+        recorder = EpochRecorder(ACCURACY)
         drive_recorder(recorder, 0, 0.7)
         artifacts.on_trained(trial, tiny_model(), recorder)
         return recorder.best_value

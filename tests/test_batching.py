@@ -12,8 +12,7 @@ from lstm_tune.batching import (
     truncated_lengths,
 )
 from lstm_tune.data import Split, pad
-from lstm_tune.model import build_model
-from lstm_tune.training import predict_proba
+from lstm_tune.tasks.text_classification import build_classifier, predict_proba
 
 
 def _split(n: int, seed: int = 0) -> Split:
@@ -52,18 +51,16 @@ def test_dataset_cuts_to_sequence_length_keeping_the_end() -> None:
 
 def test_predictions_come_back_in_the_original_order_and_ignore_padding() -> None:
     split = _split(40, seed=3)
-    model = build_model(
-        {
-            "hidden_size": 6,
-            "num_layers": 2,
-            "learning_rate": 1e-3,
-            "dropout_rate": 0.0,
-            "sequence_length": 64,
-            "batch_size": 8,
-        },
-        50,
-    )
-    bucketed = predict_proba(model, split, sequence_length=64, batch_size=8)
+    params = {
+        "hidden_size": 6,
+        "num_layers": 2,
+        "learning_rate": 1e-3,
+        "dropout_rate": 0.0,
+        "sequence_length": 64,
+        "batch_size": 8,
+    }
+    model = build_classifier(params, 50)
+    bucketed = predict_proba(model, split, params)[:, 1]
     one_by_one = np.array(
         [model.predict(pad([s[-64:]], min(64, len(s))), verbose=0)[0, 0] for s in split.sequences]
     )

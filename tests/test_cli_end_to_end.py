@@ -160,12 +160,13 @@ def test_train_from_exported_yaml_writes_consistent_metrics(searched: dict, caps
     spec = load_spec(searched["tmp"] / "best.yaml")
     assert spec.result is not None and metrics["epochs"] == spec.result.best_epoch
     # Same seed, same split, same config: retraining reproduces the trial's validation score.
-    assert max(metrics["validation_accuracy_per_epoch"]) == pytest.approx(
-        spec.result.value, abs=0.02
-    )
+    assert max(metrics["validation_per_epoch"]) == pytest.approx(spec.result.value, abs=0.02)
     model = keras.models.load_model(out_dir / "model.keras")
     assert model.count_params() == metrics["param_count"]
-    assert (out_dir / "confusion_matrix.html").stat().st_size > 0
+    assert (out_dir / "report.html").stat().st_size > 0
+    # Beside the model, the majority-class baseline (the slice is balanced: 0.5).
+    assert metrics["baseline"]["accuracy"] == pytest.approx(0.5)
+    assert metrics["task"] == "text_classification" and metrics["metric"] == "val_accuracy"
 
 
 def test_a_search_space_file_cannot_be_trained(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,12 @@ from lstm_tune.errors import ConfigError
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
-@pytest.mark.parametrize("name", ["imdb.yaml", "imdb_smoke.yaml", "seed_config.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in STUDIES.glob("*.yaml")))
 def test_shipped_study_files_load_and_round_trip(name: str) -> None:
     spec = load_spec(STUDIES / name)
     assert set(spec.space) == set(PARAM_NAMES)
-    assert parse_spec(spec_to_dict(spec), "again") == spec.__class__(
-        **{**spec.__dict__, "source_path": "again"}
+    assert parse_spec(spec_to_dict(spec), "again") == spec.model_copy(
+        update={"source_path": "again"}
     )
 
 
@@ -36,9 +37,9 @@ def test_imdb_study_searches_around_the_seed() -> None:
     assert spec.data.max_features == 10000
     assert spec.training.epochs == 5
     assert spec.data.validation_split == 0.2
-    assert spec.space["learning_rate"] == FloatRange(1e-4, 1e-2, log=True)
-    assert spec.space["num_layers"] == IntRange(1, 3)
-    assert spec.space["batch_size"] == Choice((32, 64, 128))
+    assert spec.space["learning_rate"] == FloatRange(low=1e-4, high=1e-2, log=True)
+    assert spec.space["num_layers"] == IntRange(low=1, high=3)
+    assert spec.space["batch_size"] == Choice(choices=(32, 64, 128))
     seed = {
         "hidden_size": 128,
         "num_layers": 2,
@@ -89,7 +90,7 @@ def _broken(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
         ),
         (
             lambda d: d["training"].update(epochs=0),
-            r"training\.epochs: got 0; expected an integer >= 1",
+            r"training\.epochs: got 0; expected >= 1",
         ),
         (
             lambda d: d["space"].update(hidden_size={"low": 64, "high": 16}),
@@ -120,6 +121,22 @@ def _broken(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
             r"data\.source: got 's3'; expected one of keras, csv",
         ),
         (lambda d: d["data"].update(validation_split=0), r"data\.validation_split: got 0"),
+        (
+            lambda d: d["data"].update(colour="red"),
+            r"data\.colour: got 'colour'; expected one of the keys source, path, text_column",
+        ),
+        (lambda d: d.update(task="regression"), r"task: got 'regression'; expected one of"),
+        (
+            lambda d: d["search"].update(metric="val_mse"),
+            r"search\.metric: got 'val_mse'; expected one of val_accuracy, val_loss",
+        ),
+        (
+            lambda d: d["search"].update(direction="minimize"),
+            r"search\.direction: got 'minimize'; expected maximize \(the direction of val_acc",
+        ),
+        (lambda d: d.update(seed=2**40), r"seed: got 1099511627776; expected <= 4294967295"),
+        (lambda d: d["search"].update(timeout=float("nan")), r"search\.timeout: got nan"),
+
         (
             lambda d: d["space"].update(dropout_rate={"low": 0.0, "high": 0.1, "log": True}),
             r"space\.dropout_rate\.low: got 0\.0; expected a value > 0 when log: true",
@@ -155,7 +172,7 @@ def test_unknown_sampler_option_is_rejected_when_building_the_sampler() -> None:
     from lstm_tune.strategy import build_sampler
 
     with pytest.raises(ConfigError, match=r"search\.sampler\.options: \{'n_startup': 3\}"):
-        build_sampler(SamplerSpec("tpe", {"n_startup": 3}), seed=1)
+        build_sampler(SamplerSpec(name="tpe", options={"n_startup": 3}), seed=1)
 
 
 def test_relative_data_path_is_relative_to_the_study_file(tmp_path: Path) -> None:
@@ -183,3 +200,46 @@ def test_params_file_holds_fixed_values() -> None:
     spec = parse_spec(doc, "p.yaml")
     assert spec.space["hidden_size"] == Fixed(8)
     assert spec.space["learning_rate"] == Fixed(0.01)
+
+
+def test_a_huge_bad_value_is_cut_short_in_the_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({**_smoke(), "name": ["x" * 100_000]}, "big.yaml")
+    assert str(info.value).startswith("big.yaml: name: got ['xxx")
+    assert len(str(info.value)) < 200
+
+
+def test_an_exported_file_from_before_tasks_still_loads_and_trains_the_same(
+    tmp_path: Path,
+) -> None:
+    # What `lstm-tune export-best` wrote before the task interface (commit a9eeb05).
+    old = tmp_path / "best.yaml"
+    old.write_text(
+        "name: imdb_smoke\ntask: binary_sentiment\nseed: 42\n"
+        "data: {source: csv, path: /data/imdb.csv.gz, max_features: 5000,"
+        " validation_split: 0.2, train_limit: 5000, test_limit: 2000}\n"
+        "training: {epochs: 3}\n"
+        "search: {n_trials: 4, sampler: {name: tpe, options: {n_startup_trials: 2}},"
+        " pruner: {name: median, options: {}}, direction: maximize, metric: val_accuracy}\n"
+        "params: {hidden_size: 16, num_layers: 1, learning_rate: 0.002, dropout_rate: 0.1,"
+        " sequence_length: 100, batch_size: 32}\n"
+        "result: {value: 0.81, best_epoch: 2, study_name: imdb_smoke, trial_number: 3,"
+        " versions: {keras: 3.11.0}}\n"
+    )
+    spec = load_spec(old)
+    assert spec.task == "binary_sentiment" and spec.objective.name == "val_accuracy"
+    assert (spec.data.text_column, spec.data.label_column) == ("review", "sentiment")
+    assert spec.fixed_params()["hidden_size"] == 16 and spec.result is not None
+    assert spec.result.best_epoch == 2
+
+
+def test_json_schema_covers_every_task_and_its_data_section() -> None:
+    from lstm_tune.config import json_schema
+    from lstm_tune.tasks import all_tasks
+
+    schema = json_schema()
+    text = json.dumps(schema)
+    for name in all_tasks():
+        assert f'"{name}"' in text
+    assert "text_column" in text and "hidden_size" in text
+    assert schema.get("discriminator", {}).get("propertyName") == "task" or len(all_tasks()) == 1

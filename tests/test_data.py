@@ -1,4 +1,4 @@
-"""Loading real IMDB text: tokenization, vocabulary, slices, cache, padding and bad files."""
+"""Loading labelled texts: tokenization, vocabulary, classes, slices, cache, padding, bad files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_tune.config import DataSpec
 from lstm_tune.data import (
     OOV_ID,
     PAD_ID,
@@ -19,6 +18,7 @@ from lstm_tune.data import (
     tokenize,
 )
 from lstm_tune.errors import DataError
+from lstm_tune.tasks.text_classification import TextClassificationData as DataSpec
 
 
 def test_tokenize_lowercases_and_drops_html_breaks() -> None:
@@ -84,7 +84,7 @@ def test_tokenized_corpus_is_cached_on_disk_keyed_by_inputs(
         for a, b in zip(built.test.sequences, cached.test.sequences, strict=True)
     )
     assert np.array_equal(built.train.labels, cached.train.labels)
-    load_corpus(DataSpec(**{**spec.__dict__, "max_features": 400}), seed=1)
+    load_corpus(spec.model_copy(update={"max_features": 400}), seed=1)
     assert len(list(tmp_path.glob("corpus-*.npz"))) == 2
     files[0].write_bytes(b"torn")  # a damaged cache is rebuilt, not trusted
     rebuilt = load_corpus(spec, seed=1)
@@ -110,16 +110,32 @@ def test_csv_without_split_column_gets_a_stratified_test_split(tmp_path: Path) -
     [
         (
             b"text,label\nhi,positive\n",
-            r"missing column\(s\) review, sentiment; found text, label",
+            r"data\.text_column: no column 'review'; the file has columns 'text', 'label'",
         ),
-        (b"review,sentiment\ngood,positive\nmeh,neutral\n", r"line 3: sentiment 'neutral' is not"),
+        (b"review,stars\nhi,3\n", r"data\.label_column: no column 'sentiment'"),
         (b"", "empty file"),
         (b"\x1f\x8b\x08\x00garbage", "unreadable gzip data"),
+        (b"review,sentiment\x00\n\x01\x02,positive\n", r"binary file \(NUL bytes\)"),
+        (b"review,sentiment\ncaf\xe9,positive\n", "not UTF-8 text at byte"),
+        (b"review,sentiment\nok,positive\n", "has one class only \\('positive'\\)"),
         (
-            b"review,sentiment,split\ngood,positive,train\nbad,positive,train\nx,negative,test\n",
-            "the train split has only the label 1",
+            b"review,sentiment\na,positive\nb,positive\nc,negative\n",
+            "class 'negative' has a single example",
         ),
-        (b"review,sentiment,split\ngood,positive,dev\n", "split 'dev' is not one of train, test"),
+        (
+            b"review,sentiment\n  ,positive\n",
+            r"line 2: column 'review' \(data\.text_column\) is empty",
+        ),
+        (
+            b"review,sentiment\nfine,\n",
+            r"line 2: column 'sentiment' \(data\.label_column\) is empty",
+        ),
+        (
+            b"review,sentiment,split\ngood,positive,train\nbad,negative,train\n"
+            b"fine,positive,train\nawful,negative,train\n",
+            r"data\.split_column\): no test rows",
+        ),
+        (b"review,sentiment,split\ngood,positive,dev\n", r"is 'dev'; allowed: train, test"),
     ],
 )
 def test_bad_data_gives_one_line_naming_file_and_problem(
@@ -163,3 +179,28 @@ def test_split_type_is_indexable_by_position() -> None:
     split = Split([np.array([1], np.int32)] * 4, np.array([0, 1, 0, 1], np.int8))
     fit, val = split_validation(split, 0.5, seed=0)
     assert len(fit) == 2 and sorted(val.labels.tolist()) == [0, 1]
+
+
+def test_any_columns_and_any_number_of_classes_in_numeric_order(tmp_path: Path) -> None:
+    path = tmp_path / "stars.csv"
+    rows = "".join(f"text number {i},{(i % 3) * 5 + 1}\n" for i in range(60))  # 1, 6, 11
+    path.write_text("message,stars\n" + rows)
+    spec = DataSpec(path=str(path), text_column="message", label_column="stars")
+    corpus = load_corpus(spec, seed=0)
+    assert corpus.class_names == ("1", "6", "11")  # numbers sort as numbers, not as text
+    assert len(corpus.train) == 48 and len(corpus.test) == 12
+    assert list(np.bincount(corpus.test.labels)) == [4, 4, 4]
+
+
+def test_a_named_split_column_must_exist(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("review,sentiment\na,x\nb,y\nc,x\nd,y\n")
+    with pytest.raises(DataError, match=r"data\.split_column: no column 'fold'"):
+        load_corpus(DataSpec(path=str(path), split_column="fold"), seed=0)
+
+
+def test_too_few_rows_for_a_stratified_split_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "few.csv"
+    path.write_text("review,sentiment\na,x\nb,y\nc,x\nd,y\n")
+    with pytest.raises(DataError, match=r"data\.test_split: cannot split 4 examples"):
+        load_corpus(DataSpec(path=str(path)), seed=0)

@@ -1,4 +1,4 @@
-"""The seed's architecture, built from one set of hyperparameters."""
+"""The seed's architecture, built from one set of hyperparameters, and its multi-class twin."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from lstm_tune.config import load_spec
-from lstm_tune.model import build_model
+from lstm_tune.tasks.text_classification import build_classifier, parameter_count
 
 SEED_PARAMS = load_spec(
     Path(__file__).resolve().parents[1] / "studies" / "seed_config.yaml"
@@ -16,7 +16,7 @@ SEED_PARAMS = load_spec(
 
 
 def test_seed_params_build_the_seed_notebooks_layer_stack() -> None:
-    model = build_model(SEED_PARAMS, vocab_size=10000)
+    model = build_classifier(SEED_PARAMS, vocab_size=10000)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Embedding", "LSTM", "Dropout", "LSTM", "Dropout", "Dense"]
     lstm1, lstm2 = (layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
@@ -32,8 +32,18 @@ def test_seed_params_build_the_seed_notebooks_layer_stack() -> None:
 
 
 def test_layer_count_and_width_follow_params_and_output_is_a_probability() -> None:
-    model = build_model({**SEED_PARAMS, "hidden_size": 8, "num_layers": 3}, vocab_size=50)
+    model = build_classifier({**SEED_PARAMS, "hidden_size": 8, "num_layers": 3}, vocab_size=50)
     assert sum(isinstance(layer, keras.layers.LSTM) for layer in model.layers) == 3
     out = model.predict(np.random.default_rng(0).integers(0, 50, (4, 30)), verbose=0)
     assert out.shape == (4, 1)
     assert np.all((out > 0) & (out < 1))
+
+
+def test_more_than_two_classes_get_a_softmax_over_the_classes() -> None:
+    params = {**SEED_PARAMS, "hidden_size": 8, "num_layers": 1}
+    model = build_classifier(params, vocab_size=50, n_classes=5)
+    assert model.loss == "sparse_categorical_crossentropy"
+    assert model.count_params() == parameter_count(params, 50, 5)
+    out = model.predict(np.random.default_rng(0).integers(1, 50, (3, 20)), verbose=0)
+    assert out.shape == (3, 5)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)

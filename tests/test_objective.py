@@ -23,8 +23,22 @@ TINY = {
 }
 
 
-def _spec(data: Path, tmp: Path, pruner: dict, timeout: float | None = None) -> object:
-    search = {"n_trials": 1, "pruner": pruner, **({"timeout": timeout} if timeout else {})}
+def _spec(
+    data: Path,
+    tmp: Path,
+    pruner: dict,
+    timeout: float | None = None,
+    *,
+    metric: str = "val_accuracy",
+    n_trials: int = 1,
+    space: dict | None = None,
+) -> object:
+    search = {
+        "n_trials": n_trials,
+        "pruner": pruner,
+        "metric": metric,
+        **({"timeout": timeout} if timeout else {}),
+    }
     return parse_spec(
         {
             "name": "checkpoints",
@@ -36,7 +50,7 @@ def _spec(data: Path, tmp: Path, pruner: dict, timeout: float | None = None) -> 
             },
             "training": {"epochs": 2, "report_every": 100, "report_sample": 50},
             "search": search,
-            "params": TINY,
+            **({"space": space} if space else {"params": TINY}),
         },
         "checkpoints.yaml",
     )
@@ -88,3 +102,32 @@ def test_each_trial_records_its_time_estimate_and_warns_past_the_timeout(
         f"trial 0: this trial is estimated at {2 * estimate / 60:.0f} min (2 epochs of "
         f"{estimate:.0f} s), longer than the search's timeout of 1 min"
     ]
+
+
+def test_a_minimised_metric_is_reported_pruned_and_chosen_by_its_lowest_value(
+    imdb_slice: Path, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    space = {**TINY, "learning_rate": {"low": 1e-3, "high": 3e-2, "log": True}}
+    spec = _spec(
+        imdb_slice, tmp_path, {"name": "none"}, metric="val_loss", n_trials=2, space=space
+    )
+    run_search(spec, storage_url=storage, study_name="m")  # type: ignore[arg-type]
+    study = optuna.load_study(study_name="m", storage=storage)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.metric_names == ["val_loss"]  # what the dashboard shows instead of "Objective 0"
+    values = [t.value for t in study.trials]
+    assert study.best_value == min(values)  # type: ignore[type-var]
+    for trial in study.trials:
+        losses = trial.user_attrs["history"]["val_loss"]
+        assert trial.value == min(losses)
+        # Checkpoints report cross-entropy (nats) on the sample: positive, not an accuracy.
+        assert all(v > 0 for v in trial.intermediate_values.values())
+
+    # A threshold pruner with an upper bound stops a minimised trial at its first report.
+    pruned = _spec(
+        imdb_slice, tmp_path, {"name": "threshold", "options": {"upper": 0.0}}, metric="val_loss"
+    )
+    run_search(pruned, storage_url=storage, study_name="mp")  # type: ignore[arg-type]
+    (trial,) = optuna.load_study(study_name="mp", storage=storage).trials
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]

@@ -32,7 +32,13 @@ def run_study(
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
-        recorder = SimpleNamespace(history={"val_accuracy": []}, seconds_per_epoch=[])
+        values: list[float] = []
+        recorder = SimpleNamespace(
+            history={"val_accuracy": values},
+            values=values,
+            metric_name="val_accuracy",
+            seconds_per_epoch=[],
+        )
         for epoch in range(EPOCHS):
             recorder.history["val_accuracy"].append(x * (epoch + 1) / EPOCHS)
             recorder.seconds_per_epoch.append(0.01)
@@ -80,7 +86,12 @@ def test_redrawn_status_line_with_epoch_bar_in_a_terminal(tmp_path: Path) -> Non
         assert progress.interactive
         progress.log("trial line above the bar")
         running = cast(optuna.Trial, SimpleNamespace(number=2))  # only .number is read
-        recorder = SimpleNamespace(history={"val_accuracy": [0.6]}, seconds_per_epoch=[1.0])
+        recorder = SimpleNamespace(
+            history={"val_accuracy": [0.6]},
+            values=[0.6],
+            metric_name="val_accuracy",
+            seconds_per_epoch=[1.0],
+        )
         progress.on_epoch(running, recorder)
         line = progress.status_line()
         progress.close()

@@ -40,7 +40,9 @@ def test_study_report_has_every_figure_and_the_test_metrics(
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in toy_study.trials)
     assert pruned > 0 and html.count("<td>pruned</td>") == pruned
     assert html.count('<tr class="best">') == 1
-    assert "TN 400" in html and "TP 450" in html and "AUC 0.92" in html
+    metrics = sample_metrics()
+    assert '"text":[["400","80"],["70","450"]]' in html.replace(" ", "")
+    assert f"AUC {metrics['roc_auc']:.4f}" in html
 
 
 def test_study_report_without_metrics_has_no_test_section(
@@ -58,21 +60,36 @@ def test_report_of_an_empty_study_says_so_instead_of_failing(tmp_path: Path) -> 
 
 
 def test_train_report_shows_scores_confusion_matrix_and_roc(tmp_path: Path) -> None:
-    html = write_train_report(sample_metrics(), tmp_path / "train.html").read_text("utf-8")
+    metrics = sample_metrics()
+    html = write_train_report(metrics, tmp_path / "train.html").read_text("utf-8")
     assert section_ids(html) == list(METRIC_SECTIONS)
-    assert "<th>roc_auc</th><td>0.92</td>" in html
+    assert f"<th>ROC AUC</th><td>{metrics['roc_auc']:.4f}</td><td>0.5000</td>" in html
     assert "Classification report" in html
+    # The majority-class baseline stands beside the model.
+    assert "baseline: majority class (positive)" in html
+    assert f"<th>accuracy</th><td>0.8500</td><td>{0.52:.4f}</td>" in html
+
+
+def test_train_report_of_many_classes_has_an_n_by_n_matrix_and_a_curve_per_class(
+    tmp_path: Path,
+) -> None:
+    metrics = sample_metrics(n_classes=4)
+    html = write_train_report(metrics, tmp_path / "train.html").read_text("utf-8")
+    assert section_ids(html) == list(METRIC_SECTIONS)
+    assert len(metrics["confusion_matrix"]) == 4  # type: ignore[arg-type]
+    assert all(f"class {i} (predicted)" in html for i in range(4))
+    assert "ROC AUC (macro, one-vs-rest)" in html and "One-vs-rest curve per class." in html
 
 
 def test_load_metrics_names_what_is_missing(tmp_path: Path) -> None:
     good = tmp_path / "metrics.json"
     good.write_text(json.dumps(sample_metrics()))
-    assert load_metrics(good)["roc_auc"] == 0.92
+    assert load_metrics(good)["roc_auc"] == sample_metrics()["roc_auc"]
     bad = tmp_path / "bad.json"
     partial = sample_metrics()
-    del partial["roc_curve"]
+    del partial["confusion_matrix"]
     bad.write_text(json.dumps(partial))
-    with pytest.raises(ConfigError, match="lack roc_curve; expected keys: accuracy"):
+    with pytest.raises(ConfigError, match="lack 'confusion_matrix'; expected a metrics.json"):
         load_metrics(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_metrics(tmp_path / "nope.json")
@@ -81,16 +98,18 @@ def test_load_metrics_names_what_is_missing(tmp_path: Path) -> None:
 def test_train_report_takes_the_metrics_evaluate_computes(tmp_path: Path) -> None:
     import numpy as np
 
-    from lstm_tune.evaluate import binary_metrics
+    from lstm_tune.tasks.text_classification import classification_metrics, majority_baseline
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
-    probabilities = np.clip(labels * 0.6 + rng.random(200) * 0.5, 0, 1)
-    metrics = binary_metrics(labels, probabilities)
+    positive = np.clip(labels * 0.6 + rng.random(200) * 0.5, 0, 1)
+    names = ["negative", "positive"]
+    metrics = classification_metrics(labels, np.stack([1 - positive, positive], 1), names)
+    metrics["baseline"] = majority_baseline(labels, labels, names)
     html = write_train_report(metrics, tmp_path / "t.html").read_text("utf-8")
     assert section_ids(html) == list(METRIC_SECTIONS)
-    tn, fp = metrics["confusion_matrix"][0]
-    assert f"TN {tn}" in html and f"FP {fp}" in html
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    assert f'"text":[["{tn}","{fp}"],["{fn}","{tp}"]]' in html.replace(" ", "")
 
 
 def test_report_command_names_the_studies_that_exist(

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lstm_tune.batching import dataset
 from lstm_tune.data import Split
-from lstm_tune.model import build_model
+from lstm_tune.tasks.base import Objective
+from lstm_tune.tasks.text_classification import build_classifier
 from lstm_tune.training import TrainingDiverged, fit
+
+ACCURACY = Objective("val_accuracy", "maximize")
+LOSS = Objective("val_loss", "minimize")
 
 PARAMS = {
     "hidden_size": 8,
@@ -17,6 +22,10 @@ PARAMS = {
     "sequence_length": 12,
     "batch_size": 16,
 }
+
+
+def _batches(split: Split, shuffle_seed: int | None) -> object:
+    return dataset(split, sequence_length=12, batch_size=16, shuffle_seed=shuffle_seed)
 
 
 def _toy(n: int, seed: int, labels: np.ndarray | None = None) -> Split:
@@ -33,11 +42,10 @@ def _toy(n: int, seed: int, labels: np.ndarray | None = None) -> Split:
 def test_fit_records_per_epoch_history_timings_and_best_epoch() -> None:
     seen: list[int] = []
     recorder = fit(
-        build_model(PARAMS, vocab_size=50),
-        _toy(256, 0),
-        _toy(64, 1),
-        sequence_length=12,
-        batch_size=16,
+        build_classifier(PARAMS, vocab_size=50),
+        _batches(_toy(256, 0), 0),
+        _batches(_toy(64, 1), None),
+        objective=ACCURACY,
         epochs=4,
         on_epoch=lambda r: seen.append(len(r.seconds_per_epoch)),
     )
@@ -54,10 +62,23 @@ def test_nan_loss_raises_with_epoch_and_batch() -> None:
     bad = Split(bad.sequences, np.full(64, np.nan))
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, batch 1"):
         fit(
-            build_model(PARAMS, vocab_size=50),
-            bad,
-            _toy(16, 1),
-            sequence_length=12,
-            batch_size=16,
+            build_classifier(PARAMS, vocab_size=50),
+            _batches(bad, 0),
+            _batches(_toy(16, 1), None),
+            objective=ACCURACY,
             epochs=2,
         )
+
+
+def test_a_minimised_objective_picks_the_epoch_with_the_lowest_value() -> None:
+    recorder = fit(
+        build_classifier(PARAMS, vocab_size=50),
+        _batches(_toy(256, 0), 0),
+        _batches(_toy(64, 1), None),
+        objective=LOSS,
+        epochs=3,
+    )
+    losses = recorder.history["val_loss"]
+    assert recorder.values == losses and recorder.metric_name == "val_loss"
+    assert recorder.best_value == min(losses)
+    assert recorder.best_epoch == losses.index(min(losses)) + 1

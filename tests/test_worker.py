@@ -10,7 +10,8 @@ import yaml
 from optuna.trial import TrialState
 
 from lstm_tune.config import parse_spec
-from lstm_tune.data import Corpus, Split
+from lstm_tune.data import Split
+from lstm_tune.tasks.base import Prepared
 from lstm_tune.worker import MAX_CONSECUTIVE_FAILURES, run_search
 
 TINY = {
@@ -23,10 +24,12 @@ TINY = {
 }
 
 
-def _corpus(labels: np.ndarray) -> Corpus:
+def _corpus(labels: np.ndarray) -> Prepared:
     rng = np.random.default_rng(0)
     seqs = [rng.integers(2, 30, 8).astype(np.int32) for _ in labels]
-    return Corpus(Split(seqs, labels), Split(seqs[:10], np.array([0, 1] * 5)), vocab_size=30)
+    fit, validation = Split(seqs, labels), Split(seqs[:16], labels[:16])
+    test = Split(seqs[:10], np.array([0, 1] * 5))
+    return Prepared(fit, validation, test, {"vocab_size": 30, "class_names": ["0", "1"]})
 
 
 def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
@@ -38,7 +41,7 @@ def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
     )
     storage = f"sqlite:///{tmp_path / 'nan.db'}"
     labels = np.where(np.arange(64) % 2 == 0, np.nan, 1.0)  # NaN labels make the loss NaN
-    outcome = run_search(spec, storage_url=storage, study_name="nan", corpus=_corpus(labels))
+    outcome = run_search(spec, storage_url=storage, study_name="nan", prepared=_corpus(labels))
     trials = optuna.load_study(study_name="nan", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * MAX_CONSECUTIVE_FAILURES
     assert all("loss became nan" in t.user_attrs["fail_reason"] for t in trials)
@@ -53,8 +56,8 @@ def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> N
     )
     storage = f"sqlite:///{tmp_path / 'done.db'}"
     corpus = _corpus(np.array([0.0, 1.0] * 32))
-    first = run_search(spec, storage_url=storage, study_name="done", corpus=corpus)
-    again = run_search(spec, storage_url=storage, study_name="done", corpus=corpus)
+    first = run_search(spec, storage_url=storage, study_name="done", prepared=corpus)
+    again = run_search(spec, storage_url=storage, study_name="done", prepared=corpus)
     assert (first.finished, first.stopped_because) == (1, "budget reached")
     assert (again.finished, again.stopped_because) == (1, "budget already reached")
     assert len(optuna.load_study(study_name="done", storage=storage).trials) == 1

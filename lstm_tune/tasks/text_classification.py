@@ -214,15 +214,9 @@ class TextClassification(Task):
         self, params: Params, prepared: Prepared, checkpoints: int, sample_size: int
     ) -> float:
         """LSTM steps of length-bucketed batches over the fit split, validation, checkpoints."""
-        length, batch = int(params["sequence_length"]), int(params["batch_size"])
-        fit_lengths = np.minimum(review_lengths(prepared.fit), length)
-        val_lengths = np.minimum(review_lengths(prepared.validation), length)
+        val_lengths = review_lengths(prepared.validation)
         forward = np.concatenate([val_lengths, *[val_lengths[:sample_size]] * checkpoints])
-        return preflight.epoch_seconds(
-            params,
-            preflight.lstm_steps(fit_lengths, batch),
-            preflight.lstm_steps(forward, batch),
-        )
+        return preflight.estimate_epoch_seconds(params, review_lengths(prepared.fit), forward)
 
 
 # --------------------------------------------------------------------------- model
