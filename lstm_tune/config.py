@@ -555,7 +555,8 @@ def _allowed_keys(section: tuple[Any, ...], task_name: str) -> list[str]:
         if model is StudySpec and part == "data":
             model = get_task(task_name).data_model
             continue
-        fields = model.model_fields if isinstance(model, type) else {}
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        fields = model.model_fields if is_model else {}
         annotation = fields[part].annotation if part in fields else None
         model = annotation if isinstance(annotation, type) else None
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
