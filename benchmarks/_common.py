@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import re
@@ -10,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from lstm_tune.cli import default_cache_dir
-from lstm_tune.config import StudySpec, load_spec
+from lstm_tune.config import StudySpec, load_spec, with_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "imdb_50k.csv.gz"
@@ -57,14 +56,13 @@ def git_revision() -> str:
 def imdb_study(data_path: str, train_limit: int | None = None) -> StudySpec:
     """``studies/imdb.yaml`` on the local CSV (optionally a slice), cached as the CLI caches."""
     spec = load_spec(ROOT / "studies" / "imdb.yaml")
-    data = dataclasses.replace(
-        spec.data,
+    return with_data(
+        spec,
         source="csv",
         path=data_path,
         train_limit=train_limit,
         cache_dir=default_cache_dir(),
     )
-    return dataclasses.replace(spec, data=data)
 
 
 def publish(name: str, body: str, write: bool) -> None:

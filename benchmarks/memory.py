@@ -45,9 +45,10 @@ def largest_config_child(data_path: str) -> None:
     """In a child process: train the largest config on the longest reviews, print peak RSS."""
     import numpy as np
 
-    from lstm_tune.config import DataSpec, load_spec
+    from lstm_tune.batching import dataset
+    from lstm_tune.config import load_spec
     from lstm_tune.data import Split, load_corpus
-    from lstm_tune.model import build_model
+    from lstm_tune.tasks.text_classification import DataSpec, build_classifier
     from lstm_tune.training import fit
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "studies" / "imdb.yaml")
@@ -63,13 +64,13 @@ def largest_config_child(data_path: str) -> None:
     )
     val = Split(train.sequences[: params["batch_size"]], train.labels[: params["batch_size"]])
     before = rss_mib()
-    model = build_model(params, corpus.vocab_size)
+    model = build_classifier(params, corpus.vocab_size)
+    length, batch = int(params["sequence_length"]), int(params["batch_size"])
     fit(
         model,
-        train,
-        val,
-        sequence_length=int(params["sequence_length"]),
-        batch_size=int(params["batch_size"]),
+        dataset(train, sequence_length=length, batch_size=batch, shuffle_seed=0),
+        dataset(val, sequence_length=length, batch_size=batch, shuffle_seed=None),
+        objective=spec.objective,
         epochs=1,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

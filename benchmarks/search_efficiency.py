@@ -28,7 +28,6 @@ test reviews.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -62,8 +61,12 @@ from lstm_tune.config import (  # noqa: E402
     load_spec,
 )
 from lstm_tune.data import Corpus, Split, load_corpus, pad, split_validation  # noqa: E402
-from lstm_tune.evaluate import binary_metrics, retrain_and_evaluate  # noqa: E402
-from lstm_tune.training import predict_proba  # noqa: E402
+from lstm_tune.evaluate import retrain_and_evaluate  # noqa: E402
+from lstm_tune.tasks.base import Prepared  # noqa: E402
+from lstm_tune.tasks.text_classification import (  # noqa: E402
+    classification_metrics,
+    predict_proba,
+)
 
 CONTENDERS = ("lstm-tune", "optuna-tpe", "kerastuner")
 # lstm-tune with another pruner than studies/imdb.yaml ships, for choosing that pruner by
@@ -71,17 +74,17 @@ CONTENDERS = ("lstm-tune", "optuna-tpe", "kerastuner")
 # training reviews, so a 5-epoch trial on 20,000 reviews reports 20 steps.
 PRUNER_VARIANTS: dict[str, PrunerSpec] = {
     # As shipped before this comparison: nothing is pruned until 4 trials have completed.
-    "median4": PrunerSpec("median", {"n_startup_trials": 4, "n_warmup_steps": 1}),
+    "median4": PrunerSpec(name="median", options={"n_startup_trials": 4, "n_warmup_steps": 1}),
     # Compares with the first completed trial (the seed config) from the second checkpoint on.
-    "median1": PrunerSpec("median", {"n_startup_trials": 1, "n_warmup_steps": 1}),
+    "median1": PrunerSpec(name="median", options={"n_startup_trials": 1, "n_warmup_steps": 1}),
     # Rungs at checkpoints 1, 3 and 9: a trial goes on only while it is in the top third.
     "successive_halving": PrunerSpec(
-        "successive_halving", {"min_resource": 1, "reduction_factor": 3}
+        name="successive_halving", options={"min_resource": 1, "reduction_factor": 3}
     ),
     # Three brackets of successive halving starting at checkpoints 1, 3 and 9, hedging
     # between stopping early (cheap, noisy) and late (dear, reliable).
     "hyperband": PrunerSpec(
-        "hyperband", {"min_resource": 1, "max_resource": 20, "reduction_factor": 3}
+        name="hyperband", options={"min_resource": 1, "max_resource": 20, "reduction_factor": 3}
     ),
 }
 VARIANTS = tuple(f"lstm-tune@{name}" for name in PRUNER_VARIANTS)
@@ -162,7 +165,11 @@ def run_lstm_tune(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Curre
         storage_url=f"sqlite:///{out_dir / 'lstm_tune.db'}",
         study_name="lstm-tune",
         n_trials=10_000,  # the wall-clock budget ends the search
-        corpus=corpus,
+        prepared=Prepared(
+            *split_validation(corpus.train, spec.data.validation_split, SEED),
+            corpus.test,
+            {"vocab_size": corpus.vocab_size, "class_names": list(corpus.class_names)},
+        ),
         on_epoch=note,
     )
 
@@ -266,7 +273,7 @@ def contender_spec(name: str, spec: StudySpec) -> StudySpec:
     if not variant:
         return spec
     pruner = PRUNER_VARIANTS[variant]
-    return dataclasses.replace(spec, search=dataclasses.replace(spec.search, pruner=pruner))
+    return spec.model_copy(update={"search": spec.search.model_copy(update={"pruner": pruner})})
 
 
 # --- one contender, in its own process ---------------------------------------------------------
@@ -304,11 +311,15 @@ def test_accuracy(name: str, args: argparse.Namespace) -> dict[str, Any]:
     best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
     length = int(best["params"]["sequence_length"])
     if runner_name(name) == "lstm-tune":  # its own inference path: length-bucketed, masked
-        probabilities = predict_proba(model, corpus.test, sequence_length=length, batch_size=256)
+        params = {"sequence_length": length, "batch_size": 256}
+        probabilities = predict_proba(model, corpus.test, params)[:, 1]
     else:  # the notebook's: padded to the config's sequence_length
         padded = pad(corpus.test.sequences, length)
         probabilities = model.predict(padded, batch_size=256, verbose=0)
-    metrics = binary_metrics(corpus.test.labels, np.asarray(probabilities).reshape(-1))
+    positive = np.asarray(probabilities).reshape(-1)
+    metrics = classification_metrics(
+        corpus.test.labels, np.stack([1 - positive, positive], axis=1), corpus.class_names
+    )
     return {"best": best, "metrics": metrics}
 
 
@@ -321,11 +332,12 @@ def retrain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out_dir) / name
     best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
     spec = imdb_study(args.data_path, args.train_limit)
-    spec = dataclasses.replace(
-        spec,
-        space={key: Fixed(value) for key, value in best["params"].items()},
-        training=dataclasses.replace(spec.training, epochs=int(best["epoch"])),
-        result=None,
+    spec = spec.model_copy(
+        update={
+            "space": {key: Fixed(value) for key, value in best["params"].items()},
+            "training": spec.training.model_copy(update={"epochs": int(best["epoch"])}),
+            "result": None,
+        }
     )
     evaluation = retrain_and_evaluate(spec, out_dir / "retrained")
     metrics = evaluation.metrics

@@ -117,9 +117,10 @@ def main() -> None:
         for k in scores
         if isinstance(metrics[k], float)
     )
+    data_flag = f" --data-path {args.data_path}" if args.data_path else ""
     body = f"""## task_search_{spec.name}
 
-Command: `python benchmarks/task_search.py {args.study}{' --data-path ' + args.data_path if args.data_path else ''} --budget {args.budget:.0f}`
+Command: `python benchmarks/task_search.py {args.study}{data_flag} --budget {args.budget:.0f}`
 Commit {git_revision()}; machine: {machine_line()}. One run.
 
 Search: {search_s / 60:.1f} min wall (budget {args.budget / 60:.0f} min, trials in flight at the

@@ -30,11 +30,15 @@ import tensorflow as tf  # noqa: E402
 from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
 from _notebook import notebook_model  # noqa: E402
 
-from lstm_tune.batching import truncated_lengths  # noqa: E402
+from lstm_tune.batching import (
+    dataset,  # noqa: E402
+    truncated_lengths,  # noqa: E402
+)
 from lstm_tune.cli import default_cache_dir  # noqa: E402
-from lstm_tune.config import DataSpec, load_spec  # noqa: E402
+from lstm_tune.config import load_spec  # noqa: E402
 from lstm_tune.data import Split, load_corpus, pad, split_validation  # noqa: E402
-from lstm_tune.model import build_model  # noqa: E402
+from lstm_tune.tasks.base import Objective  # noqa: E402
+from lstm_tune.tasks.text_classification import DataSpec, build_classifier  # noqa: E402
 from lstm_tune.training import EpochRecorder, fit  # noqa: E402
 
 # The seed notebook's config, from the study file that states it once for the whole project.
@@ -62,11 +66,14 @@ class Result:
         return self.real_tokens / self.mean_epoch
 
 
+ACCURACY = Objective("val_accuracy", "maximize")
+
+
 def run_seed_pipeline(train: Split, val: Split, vocab: int, epochs: int, real: int) -> Result:
     keras.backend.clear_session()
     keras.utils.set_random_seed(42)
     model = notebook_model(SEED, vocab)
-    recorder = EpochRecorder()
+    recorder = EpochRecorder(ACCURACY)
     cpu = time.process_time()
     model.fit(
         pad(train.sequences, SEED["sequence_length"]),
@@ -89,16 +96,15 @@ def run_seed_pipeline(train: Split, val: Split, vocab: int, epochs: int, real: i
 def run_lstm_tune(train: Split, val: Split, vocab: int, epochs: int, real: int) -> Result:
     keras.backend.clear_session()
     keras.utils.set_random_seed(42)
-    model = build_model(SEED, vocab)
+    model = build_classifier(SEED, vocab)
     cpu = time.process_time()
+    length, batch = SEED["sequence_length"], SEED["batch_size"]
     recorder = fit(
         model,
-        train,
-        val,
-        sequence_length=SEED["sequence_length"],
-        batch_size=SEED["batch_size"],
+        dataset(train, sequence_length=length, batch_size=batch, shuffle_seed=42),
+        dataset(val, sequence_length=length, batch_size=batch, shuffle_seed=None),
+        objective=ACCURACY,
         epochs=epochs,
-        seed=42,
     )
     return Result(
         "lstm-tune training path",

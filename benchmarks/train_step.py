@@ -77,7 +77,7 @@ def run_variant(name: str, length: int, batches: int) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from lstm_tune.model import build_model
+    from lstm_tune.tasks.text_classification import build_classifier as build_model
 
     if "policy" in settings:
         keras.mixed_precision.set_global_policy(settings["policy"])
@@ -153,7 +153,7 @@ def _variant_model(settings: dict[str, Any], reference: Any) -> Any:
     if settings.get("jit_compile"):
         import keras
 
-        from lstm_tune.model import build_model
+        from lstm_tune.tasks.text_classification import build_classifier as build_model
 
         model = build_model(SEED_PARAMS, VOCAB)
         model.compile(
@@ -173,7 +173,7 @@ def _hoisted_model() -> Any:
     import keras
     from keras import ops
 
-    from lstm_tune.model import build_model
+    from lstm_tune.tasks.text_classification import build_classifier as build_model
 
     class HoistedLSTM(keras.layers.LSTM):  # type: ignore[misc]
         def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: Any = False):

@@ -90,6 +90,10 @@ class TextClassificationData(BaseModel):
         return self
 
 
+# The name the data section had before tasks existed (benchmarks and older scripts use it).
+DataSpec = TextClassificationData
+
+
 class TextClassification(Task):
     """Texts → classes; see the module docstring."""
 
