@@ -65,10 +65,12 @@ def open_study(
     if SPEC_ATTR not in study.user_attrs:
         # First open of this study: record what it searches and queue the configs to run first.
         study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))
-        # The dashboard and plots show the metric's name instead of "Objective 0".
-        study.set_metric_names([spec.search.metric])
         for config in spec.search.enqueue:
             study.enqueue_trial(config, skip_if_exists=True)
+    if not study.metric_names:
+        # The dashboard and plots show the metric's name instead of "Objective 0" (studies
+        # created before metric names were recorded get it on their next run).
+        study.set_metric_names([spec.search.metric])
     return study
 
 

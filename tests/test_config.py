@@ -243,3 +243,11 @@ def test_json_schema_covers_every_task_and_its_data_section() -> None:
         assert f'"{name}"' in text
     assert "text_column" in text and "hidden_size" in text
     assert schema.get("discriminator", {}).get("propertyName") == "task" or len(all_tasks()) == 1
+
+
+def test_schema_command_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    from lstm_tune.cli import main
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "lstm-tune study file"
