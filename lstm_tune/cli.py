@@ -4,6 +4,7 @@ and maps errors to exit codes (0 ok, 2 a problem the user can fix, 130 interrupt
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -355,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--n-trials", type=_positive_int, help="the study's total budget of finished trials"
     )
-    search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
+    search.add_argument(
+        "--timeout", type=_seconds, help="stop starting trials after this many s (>= 1)"
+    )
     search.add_argument(
         "--data-path", help="local data file instead of the study's data.path or download"
     )
@@ -438,6 +441,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds >= 1")
     return value
 
 

@@ -15,7 +15,9 @@ The CLI applies the first two with ``model_copy``; nothing below it does.
 
 from __future__ import annotations
 
+import itertools
 import math
+import reprlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -73,6 +75,26 @@ MAX_SEED = 2**32 - 1
 # Longest rendering of a bad value in an error line: a huge value (a YAML "billion laughs"
 # alias bomb) must not turn into a huge message.
 MAX_VALUE_CHARS = 80
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr, keeping a mapping's keys in the order the file gave them."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [
+            f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+            for k, v in itertools.islice(x.items(), self.maxdict)
+        ]
+        return "{" + ", ".join(pieces + (["..."] if len(x) > self.maxdict else [])) + "}"
+
+
+_REPR = _ShortRepr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 6, 6
+_REPR.maxstring, _REPR.maxother = MAX_VALUE_CHARS, 40
 
 
 class _Frozen(BaseModel):
@@ -438,6 +460,26 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are
+    unique; PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping",
+                    mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study or exported-config YAML file."""
     file = str(path)
@@ -456,7 +498,7 @@ def load_spec(path: str | Path) -> StudySpec:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text at byte {exc.start}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -496,7 +538,9 @@ def parse_spec(raw: Any, file: str = "<study>") -> StudySpec:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    # reprlib stops early in deep or long values; plain repr of a YAML alias bomb would
+    # build a string of gigabytes before it could be cut.
+    text = _REPR.repr(value)
     if len(text) > MAX_VALUE_CHARS:
         text = text[: MAX_VALUE_CHARS - 3] + "..."
     return text

@@ -251,3 +251,36 @@ def test_schema_command_prints_the_json_schema(capsys: pytest.CaptureFixture[str
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "lstm-tune study file"
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\nseed: 1\nname: b\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 1: key 'name' appears twice"):
+        load_spec(path)
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_with_a_short_line(tmp_path: Path) -> None:
+    import time
+
+    levels = [f'l0: &l0 ["{"x" * 10}"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*levels, "name: *l8", "params: *l8"]) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert time.perf_counter() - started < 10
+    assert len(str(info.value)) < 300 and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0", "inf", "soon"])
+def test_search_timeout_flag_must_be_finite_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lstm_tune.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["search", str(STUDIES / "imdb_smoke.yaml"), "--timeout", value])
+    assert info.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
