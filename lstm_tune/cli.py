@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from pathlib import Path
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
@@ -90,6 +91,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from lstm_tune.artifacts import TrialArtifacts
     from lstm_tune.progress import SearchProgress
+    from lstm_tune.strategy import build_pruner, build_sampler
+    from lstm_tune.tasks import get_task
     from lstm_tune.worker import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
@@ -97,6 +100,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
     from lstm_tune.storage import redact_url
 
+    # Everything the user gave is checked before anything is written (storage, artifacts):
+    # sampler and pruner options, then the data (read once here, cached for pool workers).
+    build_sampler(spec.search.sampler, spec.seed)
+    build_pruner(spec.search.pruner)
+    prepared = get_task(spec.task).load(spec.data, spec.seed)
     if args.workers > 1:
         return _search_pool(args, spec, storage, study_name)
 
@@ -137,6 +145,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 on_epoch=progress.on_epoch,
                 on_pruned=artifacts.on_pruned,
                 worker_index=args.worker_index,
+                prepared=prepared,
             )
     except (StopRequested, Exception) as exc:
         stop = stop_behind(exc, stop_record)
@@ -338,9 +347,17 @@ def cmd_create_study(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (and exit 2) like every other
+    error; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lstm-tune`` subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="lstm-tune", description="Hyperparameter search for Keras LSTM models."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
