@@ -107,7 +107,7 @@ def main() -> None:
     baseline = metrics.get("baseline", {})
     scores = [
         k
-        for k in ("accuracy", "f1_macro", "roc_auc", "mse", "mae", "perplexity")
+        for k in ("accuracy", "f1_macro", "roc_auc", "mse", "mae", "perplexity", "cross_entropy")
         if k in metrics
     ]
     rows = "\n".join(
