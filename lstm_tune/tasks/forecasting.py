@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,16 +103,16 @@ class ForecastingData(BaseModel):
             return None
         for name in columns:
             if not name:
-                raise ValueError("column names must be non-empty")
+                raise ValueError("non-empty column names")
             if columns.count(name) > 1:
-                raise ValueError(f"column {name!r} is listed twice")
+                raise ValueError(f"distinct column names ({name!r} is listed twice)")
         return columns
 
     @field_validator("split_rows")
     @classmethod
     def _positive_rows(cls, rows: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
         if rows is not None and min(rows) < 1:
-            raise ValueError(f"every split needs at least 1 row; got {list(rows)}")
+            raise ValueError("at least 1 row in every split")
         return rows
 
     @field_validator("split_fractions")
@@ -123,22 +123,24 @@ class ForecastingData(BaseModel):
         if shares is None:
             return None
         if min(shares) <= 0 or sum(shares) > 1 + 1e-9:
-            raise ValueError(f"three shares > 0 that sum to at most 1; got {list(shares)}")
+            raise ValueError("three shares > 0 that sum to at most 1")
         return shares
 
     @model_validator(mode="after")
     def _consistent(self) -> ForecastingData:
         if self.split_rows is not None and self.split_fractions is not None:
-            raise ValueError("give split_rows or split_fractions, not both")
+            raise ValueError("split_rows or split_fractions, not both")
         if self.time_column in (*self.target_columns, *(self.input_columns or ())):
             raise ValueError(
-                f"time_column {self.time_column!r} cannot also be a target or input column"
+                f"a time_column that is not also a target or input column "
+                f"({self.time_column!r} is both)"
             )
         if self.predict_change:
             missing = [c for c in self.target_columns if c not in self.inputs]
             if missing:
                 raise ValueError(
-                    f"predict_change needs every target among input_columns; {missing[0]!r} is not"
+                    f"every target among input_columns when predict_change is true "
+                    f"({missing[0]!r} is not)"
                 )
         return self
 
@@ -217,9 +219,11 @@ def _number(path: Path, line: int, column: str, field: str, text: str) -> float:
 
 
 def _time_value(text: str, as_date: bool) -> float:
-    if as_date:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    return float(text)
+    if not as_date:
+        return float(text)
+    moment = datetime.fromisoformat(text.strip())
+    # A time without a zone is read as UTC: local time would repeat an hour each autumn.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _times(path: Path, column: str, texts: Sequence[str]) -> np.ndarray:
