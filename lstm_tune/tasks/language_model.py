@@ -672,7 +672,8 @@ def generate_samples(
     model: keras.Model, prepared: Prepared, count: int, *, seed: int
 ) -> list[dict[str, Any]]:
     """``count`` continuations of prompts drawn (seeded) from the test split, sampled at
-    :data:`SAMPLE_TEMPERATURE`; JSON-ready dicts of prompt, text, temperature and seed."""
+    :data:`SAMPLE_TEMPERATURE` among the vocabulary's tokens (never the out-of-vocabulary
+    id); JSON-ready dicts of prompt, text, temperature and seed."""
     level, vocabulary = prepared.meta["level"], prepared.meta["vocabulary"]
     ids = prepared.test.ids
     prompt_length = min(SAMPLE_PROMPT_TOKENS[level], len(ids))
@@ -684,6 +685,7 @@ def generate_samples(
         logits = stepper.step(prompts[:, position])
     written: list[list[int]] = [[] for _ in range(count)]
     for _ in range(SAMPLE_TOKENS[level]):
+        logits[:, 0] = -np.inf  # the out-of-vocabulary id stands for no text to show
         probabilities = np.exp(log_softmax(logits / SAMPLE_TEMPERATURE))
         chosen = np.array([rng.choice(len(p), p=p / p.sum()) for p in probabilities])
         for row, token in enumerate(chosen):
