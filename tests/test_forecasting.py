@@ -243,6 +243,12 @@ def _cell(lines: list[str], line: int, column: int, value: str) -> list[str]:
     return [*lines[: line - 1], ",".join(cells), *lines[line:]]
 
 
+def _cells(lines: list[str], numbers: range, column: int, value: str) -> list[str]:
+    for line in numbers:
+        lines = _cell(lines, line, column, value)
+    return lines
+
+
 def _swap(lines: list[str], a: int, b: int) -> list[str]:
     lines = list(lines)
     lines[a - 1], lines[b - 1] = lines[b - 1], lines[a - 1]
@@ -284,6 +290,11 @@ BAD_INPUTS = [
         {},
         lambda ls: _cell(ls, 5, 0, "yesterday"),
         r"line 5: column 'date' \(data\.time_column\) is 'yesterday'; expected an ISO 8601",
+    ),
+    (
+        {"input_columns": ["OT", "HULL"]},
+        lambda ls: _cells(ls, range(2, 902), 2, "1.5"),  # every training row
+        r"column 'HULL' is constant \(1\.5\) over the 900 training rows",
     ),
     ({"horizon": 251}, None, r"data\.horizon: 251 steps .* the 250 validation rows"),
     ({"split_rows": [1000, 300, 300]}, None, r"data\.split_rows: \[1000, 300, 300\] need 1600"),
