@@ -341,6 +341,21 @@ def test_a_window_longer_than_the_training_rows_is_one_line_exit_2(
         get_task("forecasting").batches(prepared.fit, study["params"], shuffle_seed=None)
 
 
+def test_a_search_fails_a_trial_whose_window_does_not_fit_and_goes_on(
+    etth1_slice: Path, tmp_path: Path
+) -> None:
+    study = yaml.safe_load(_study(tmp_path, etth1_slice).read_text())
+    study["search"].update(n_trials=1, enqueue=[{**TINY, "sequence_length": 889}, TINY])
+    study["space"]["sequence_length"] = {"choices": [889, 24]}
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(study))
+    storage = f"sqlite:///{tmp_path / 'mixed.db'}"
+    assert main(["search", str(path), "--storage", storage]) == 0
+    failed, complete = optuna.load_study(study_name="ett", storage=storage).trials
+    assert (failed.state, complete.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert "sequence_length: 889 rows of look-back" in failed.user_attrs["fail_reason"]
+
+
 # --------------------------------------------------------------------------- end to end
 
 
