@@ -381,8 +381,10 @@ def test_the_data_section_is_checked_by_its_pydantic_model() -> None:
         LanguageModelData(path="x.txt", validation_split=0.45, test_split=0.45)
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         LanguageModelData(path="x.txt", columns="text")  # type: ignore[call-arg]
-    with pytest.raises(DataError, match="data.path: got None"):
-        TASK.load(LanguageModelData(), 0)
+    with pytest.raises(ValueError, match="path\n  Field required"):
+        LanguageModelData()  # type: ignore[call-arg]
+    with pytest.raises(DataError, match=r"nowhere\.txt: data\.path: got no such file"):
+        TASK.load(LanguageModelData(path="nowhere.txt"), 0)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -75,8 +75,7 @@ class LanguageModelData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str | None = Field(
-        None,
+    path: str = Field(
         min_length=1,
         description="a UTF-8 text file (optionally .gz), or a CSV with `text_column`; "
         "relative to the study file (--data-path overrides)",
@@ -288,10 +287,6 @@ def _problem(path: str, field: str, value: Any, allowed: str) -> DataError:
 def read_text(data: LanguageModelData) -> str:
     """The text ``data`` names: a UTF-8 file (optionally .gz) or a CSV column joined by
     newlines. Raises :class:`DataError` for a missing, empty, binary or non-UTF-8 file."""
-    if data.path is None:
-        raise DataError(
-            "<study>: data.path: got None; expected a UTF-8 text file (data.path or --data-path)"
-        )
     path = data.path
     try:
         raw = Path(path).read_bytes()
@@ -366,7 +361,7 @@ def prepare(data: LanguageModelData, seed: int = 0) -> Prepared:
     """Read, tokenize and split ``data``; the vocabulary comes from the fit split only.
     ``seed`` seeds the samples the evaluation writes."""
     text = read_text(data)
-    path = str(data.path)
+    path = data.path
     tokens = tokenize(text, data.level)
     fit_end, validation_start = split_bounds(len(tokens), data.validation_split, data.test_split)
     parts = {
