@@ -9,9 +9,9 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -316,6 +316,56 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
     return result.exit_code
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Use a trained model directory on raw input; write one CSV row per answer."""
+    import csv
+
+    from lstm_tune.errors import ConfigError
+    from lstm_tune.inference import load_model
+
+    if (args.input is None) == (args.prompt is None):
+        raise ConfigError("predict: give an INPUT file or --prompt TEXT (one of the two)")
+    trained = load_model(args.model_dir)
+    options = {
+        k: v
+        for k, v in (("length", args.length), ("temperature", args.temperature))
+        if v is not None
+    }
+    inputs: Iterable[Any] = (
+        [args.prompt] if args.prompt is not None else trained.read_inputs(args.input)
+    )
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    show = sys.stderr.isatty()
+
+    def progress(done: int) -> None:
+        if show:
+            print(f"\rpredicted {done:,} inputs", end="", file=sys.stderr, flush=True)
+
+    rows = 0
+    try:
+        writer: csv.DictWriter[str] | None = None
+        for batch in trained.predict_batches(
+            inputs,
+            batch_size=args.batch_size,
+            on_batch=progress,
+            **options,  # type: ignore[arg-type]
+        ):
+            for row in batch:
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+                rows += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        if show:
+            print(file=sys.stderr)
+    if args.output:
+        print(f"wrote {rows:,} rows to {args.output}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of study files (every task) for editors to check them with."""
     import json
@@ -446,6 +496,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)
 
+    predict = sub.add_parser("predict", help="use a trained model on raw input")
+    predict.add_argument("model_dir", help="a directory written by `lstm-tune train --out`")
+    predict.add_argument(
+        "input",
+        nargs="?",
+        help="texts (CSV with the model's text column, or .txt lines); a history CSV "
+        "(forecasting); prompts, one per line (language model)",
+    )
+    predict.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    predict.add_argument("--prompt", help="language model: the text to continue")
+    predict.add_argument("--length", type=_positive_int, help="language model: tokens to generate")
+    predict.add_argument(
+        "--temperature", type=_temperature, help="language model: sampling temperature (> 0)"
+    )
+    predict.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="inputs per batch (default 256)"
+    )
+    predict.set_defaults(handler=cmd_predict)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of study files")
     schema.set_defaults(handler=cmd_schema)
     return parser
@@ -458,6 +527,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
     return value
 
 

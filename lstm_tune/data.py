@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lstm_tune.tasks.text_classification import TextClassificationData
 
 # Bump when tokenization or the cached layout changes so old caches are not reused.
-TOKENIZER_VERSION = 2
+TOKENIZER_VERSION = 3
 PAD_ID = 0
 OOV_ID = 1
 FIRST_WORD_ID = 2
@@ -61,12 +61,37 @@ class Split:
 
 @dataclass(frozen=True)
 class Corpus:
-    """The tokenized train and test splits, the vocabulary size and the class names."""
+    """The tokenized train and test splits, the vocabulary size and the class names.
+
+    ``vocabulary`` holds the words of ids ``FIRST_WORD_ID``, ``FIRST_WORD_ID + 1``, ... (empty
+    for Keras's pre-tokenized IMDB, whose raw words are not known here).
+    """
 
     train: Split
     test: Split
     vocab_size: int
     class_names: tuple[str, ...] = KERAS_IMDB_CLASSES
+    vocabulary: tuple[str, ...] = ()
+
+
+# How texts become words, written into a trained model's preprocessing.json so the rules can be
+# checked (or reimplemented) where the model is used.
+TOKENIZER_RULES = {
+    "lowercase": True,
+    "remove": _TAG.pattern,
+    "words": _WORD.pattern,
+    "pad_id": PAD_ID,
+    "out_of_vocabulary_id": OOV_ID,
+    "first_word_id": FIRST_WORD_ID,
+}
+
+
+def encode_text(text: str, vocabulary: dict[str, int]) -> np.ndarray:
+    """Token ids of ``text`` under ``vocabulary`` (word → id), out-of-vocabulary as OOV_ID."""
+    words = tokenize(text)
+    return np.fromiter(
+        (vocabulary.get(w, OOV_ID) for w in words), dtype=np.int32, count=len(words)
+    )
 
 
 def tokenize(text: str) -> list[str]:
@@ -93,6 +118,7 @@ def load_corpus(spec: TextClassificationData, seed: int) -> Corpus:
         test=_stratified_slice(corpus.test, spec.test_limit, seed, where, "data.test_limit"),
         vocab_size=corpus.vocab_size,
         class_names=corpus.class_names,
+        vocabulary=corpus.vocabulary,
     )
     if cache_file is not None:
         _write_cache(cache_file, corpus)
@@ -326,7 +352,7 @@ def _load_csv(path: Path, spec: TextClassificationData, seed: int) -> Corpus:
         ]
         return Split(seqs, labels[name])
 
-    return Corpus(encode("train"), encode("test"), spec.max_features, class_names)
+    return Corpus(encode("train"), encode("test"), spec.max_features, class_names, tuple(vocab))
 
 
 def _has_column(path: Path, column: str) -> bool:
@@ -378,6 +404,7 @@ def _write_cache(path: Path, corpus: Corpus) -> None:
     arrays = {**_flatten(corpus.train, "train"), **_flatten(corpus.test, "test")}
     arrays["vocab_size"] = np.asarray(corpus.vocab_size)
     arrays["class_names"] = np.asarray(json.dumps(list(corpus.class_names)))
+    arrays["vocabulary"] = np.asarray(json.dumps(list(corpus.vocabulary)))
     # Write then rename, so a worker never reads another worker's half-written cache.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
@@ -396,4 +423,5 @@ def _read_cache(path: Path) -> Corpus:
             _unflatten(archive, "test"),
             int(archive["vocab_size"]),
             tuple(json.loads(str(archive["class_names"]))),
+            tuple(json.loads(str(archive["vocabulary"]))),
         )

@@ -16,6 +16,8 @@ from typing import Any
 import keras
 
 from lstm_tune.config import StudySpec
+from lstm_tune.export import installed_versions
+from lstm_tune.inference import save_model_dir
 from lstm_tune.tasks import get_task
 from lstm_tune.training import fit
 
@@ -62,7 +64,7 @@ def retrain_and_evaluate(spec: StudySpec, out_dir: str | Path) -> Evaluation:
         train_seconds=train_seconds,
         param_count=int(model.count_params()),
     )
-    model.save(out / "model.keras")
+    save_model_dir(out, model, spec, prepared, installed_versions())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return Evaluation(out, metrics)
 

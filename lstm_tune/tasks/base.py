@@ -31,6 +31,15 @@ artifacts, progress, CLI) know only this contract:
     a short text of those metrics for the terminal.
 ``estimate_memory(params, prepared)`` / ``estimate_epoch_seconds(params, prepared, ...)``
     the pre-flight estimate of a config's peak memory and time per epoch.
+``inference_state(prepared, data)``
+    what turns raw input into the model's input and its output back into answers (the
+    vocabulary and tokenizer rules, the class names, the scaler, the columns...), JSON-ready;
+    ``lstm-tune train`` saves it beside the model (``preprocessing.json``).
+``read_inputs(state, path)`` / ``check_input(state, params, item)`` /
+``predict(model, state, params, inputs, options)``
+    raw examples streamed from a file, each checked (before the model is loaded, so a bad
+    input costs no wait and gets one line), and a batch of them turned into output rows
+    (``lstm-tune predict`` and ``lstm_tune.load_model(dir).predict(...)``).
 
 A new task is one module in this package that defines a :class:`Task` subclass and calls
 :func:`lstm_tune.tasks.register` on an instance of it.
@@ -39,8 +48,9 @@ A new task is one module in this package that defines a :class:`Task` subclass a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
@@ -171,6 +181,29 @@ class Task(ABC):
     @abstractmethod
     def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
         """Estimated peak memory of training ``params``."""
+
+    @abstractmethod
+    def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
+        """JSON-ready state that turns raw input into model input and outputs into answers."""
+
+    @abstractmethod
+    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[Any]:
+        """Raw examples from the file at ``path``, streamed (DataError on a bad file)."""
+
+    @abstractmethod
+    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> Any:
+        """``item`` ready for :meth:`predict`, or DataError saying why it cannot be used."""
+
+    @abstractmethod
+    def predict(
+        self,
+        model: keras.Model,
+        state: Mapping[str, Any],
+        params: Params,
+        inputs: Sequence[Any],
+        options: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Output rows (JSON-ready dicts) for one batch of raw ``inputs``."""
 
     @abstractmethod
     def estimate_epoch_seconds(

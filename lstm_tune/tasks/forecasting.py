@@ -21,9 +21,9 @@ The baseline is that naive forecast: every step of the horizon repeats the windo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -410,6 +410,20 @@ def window_dataset(
     return dataset.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
+def _times_after(last: str, step: float, count: int) -> list[str | float]:
+    """The ``count`` times after ``last`` (an ISO date-time or a number), ``step`` apart
+    (seconds for dates), written like ``last``."""
+    try:
+        moment = datetime.fromisoformat(last.strip())
+    except ValueError:
+        return [float(last) + step * k for k in range(1, count + 1)]
+    separator = "T" if "T" in last else " "
+    return [
+        (moment + timedelta(seconds=step * k)).isoformat(sep=separator)
+        for k in range(1, count + 1)
+    ]
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -666,6 +680,80 @@ class Forecasting(Task):
         steps = metrics["by_horizon_step"]["mse"]
         lines.append(f"MSE at step 1: {steps[0]:.4f}, at step {len(steps)}: {steps[-1]:.4f}")
         return "\n".join(lines)
+
+    def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
+        """Columns, horizon, the scaler (training rows' mean and std) and the time step."""
+        fit: SeriesSplit = prepared.fit
+        times = _times(Path(data.path), data.time_column, [str(t) for t in fit.times[: fit.hi]])
+        return {
+            "time_column": data.time_column,
+            "target_columns": list(data.target_columns),
+            "input_columns": list(data.inputs),
+            "horizon": data.horizon,
+            "predict_change": data.predict_change,
+            "mean": dict(prepared.meta["mean"]),
+            "std": dict(prepared.meta["std"]),
+            # The step between rows, for the forecasts' times: the training rows' median.
+            "time_step": float(np.median(np.diff(times))) if len(times) > 1 else 1.0,
+        }
+
+    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[dict[str, Any]]:
+        """One history per file: its times and the model's columns, checked like training
+        data (missing column, non-numeric cell, unsorted time)."""
+        data = ForecastingData(
+            path=str(path),
+            time_column=state["time_column"],
+            target_columns=tuple(state["target_columns"]),
+            input_columns=tuple(state["input_columns"]),
+            horizon=int(state["horizon"]),
+        )
+        times, raw, columns = read_series(data)
+        yield {"path": str(path), "times": times, "values": raw, "columns": columns}
+
+    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> Any:
+        """A history read by :meth:`read_inputs`, long enough for the model's window."""
+        window = int(params["sequence_length"])
+        if len(item["values"]) < window:
+            raise DataError(
+                f"{item['path']}: {len(item['values'])} rows of history; this model reads "
+                f"the last {window} (its sequence_length)"
+            )
+        return item
+
+    def predict(
+        self,
+        model: keras.Model,
+        state: Mapping[str, Any],
+        params: Params,
+        inputs: Sequence[Any],
+        options: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The next ``horizon`` values of every target after each history, with their times."""
+        window = int(params["sequence_length"])
+        horizon, targets = int(state["horizon"]), list(state["target_columns"])
+        batch = []
+        for history in inputs:
+            columns = list(history["columns"])
+            picked = history["values"][
+                -window:, [columns.index(c) for c in state["input_columns"]]
+            ]
+            mean = np.array([state["mean"][c] for c in state["input_columns"]])
+            std = np.array([state["std"][c] for c in state["input_columns"]])
+            batch.append(((picked - mean) / std).astype(np.float32))
+        flat = np.asarray(model.predict(np.stack(batch), verbose=0))
+        rows: list[dict[str, Any]] = []
+        for history, forecast in zip(inputs, flat, strict=True):
+            values = forecast.reshape(horizon, len(targets))
+            values = values * np.array([state["std"][c] for c in targets]) + np.array(
+                [state["mean"][c] for c in targets]
+            )
+            for step, moment in enumerate(
+                _times_after(history["times"][-1], float(state["time_step"]), horizon), start=1
+            ):
+                row: dict[str, Any] = {"step": step, state["time_column"]: moment}
+                row.update({c: float(v) for c, v in zip(targets, values[step - 1], strict=True)})
+                rows.append(row)
+        return rows
 
     def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
         """LSTM stack + head weights; activations over ``sequence_length`` steps of inputs."""

@@ -243,6 +243,53 @@ class LanguageModel(Task):
 
     # -- pre-flight ------------------------------------------------------------------------
 
+    def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
+        """The vocabulary (id → token; id 0 out-of-vocabulary) and the level."""
+        return {"vocabulary": list(prepared.meta["vocabulary"]), "level": prepared.meta["level"]}
+
+    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
+        """Prompts: the non-empty lines of a UTF-8 text file."""
+        try:
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    if line.strip():
+                        yield line.rstrip("\n")
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such prompt file") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text at byte {exc.start}") from None
+
+    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> str:
+        """A prompt with at least one token to continue from."""
+        prompt = str(item)
+        if not tokenize(prompt, state["level"]):
+            raise DataError(
+                f"prompt {prompt[:40]!r} has no {state['level']} to continue from; give a "
+                f"non-empty prompt"
+            )
+        return prompt
+
+    def predict(
+        self,
+        model: keras.Model,
+        state: Mapping[str, Any],
+        params: Params,
+        inputs: Sequence[Any],
+        options: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Each prompt continued by ``length`` tokens sampled at ``temperature`` (seeded)."""
+        level, vocabulary = state["level"], state["vocabulary"]
+        length = int(options.get("length", SAMPLE_TOKENS[level]))
+        temperature = float(options.get("temperature", SAMPLE_TEMPERATURE))
+        rng = np.random.default_rng(int(options.get("seed", 0)))
+        rows = []
+        for prompt in inputs:
+            ids = encode(tokenize(str(prompt), level), vocabulary)
+            written = continue_ids(model, ids, length, temperature, rng)
+            text = detokenize([vocabulary[i] for i in written], level)
+            rows.append({"prompt": str(prompt), "text": text, "temperature": temperature})
+        return rows
+
     def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
         """Embedding, LSTM stack and output weights; activations plus the logits' memory."""
         check_windows_fit(params, prepared)
@@ -696,6 +743,28 @@ def generate_samples(
         }
         for prompt, tokens in zip(prompts, written, strict=True)
     ]
+
+
+def continue_ids(
+    model: keras.Model,
+    prompt: np.ndarray,
+    length: int,
+    temperature: float,
+    rng: np.random.Generator,
+) -> list[int]:
+    """``length`` token ids sampled after ``prompt`` at ``temperature`` (never the
+    out-of-vocabulary id, which stands for no text)."""
+    stepper = StepModel(model, 1)
+    for token in prompt:
+        logits = stepper.step(np.array([token]))
+    written: list[int] = []
+    for _ in range(length):
+        logits[:, 0] = -np.inf
+        probabilities = np.exp(log_softmax(logits / temperature))[0]
+        token = int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
+        written.append(token)
+        logits = stepper.step(np.array([token]))
+    return written
 
 
 # --------------------------------------------------------------------------- report

@@ -11,8 +11,9 @@ its defaults (columns ``review``/``sentiment``, optional ``split``) are this tas
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,12 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lstm_tune import preflight
 from lstm_tune.data import (
+    FIRST_WORD_ID,
+    TOKENIZER_RULES,
+    TOKENIZER_VERSION,
     Split,
+    encode_text,
     load_corpus,
+    read_csv_rows,
     review_lengths,
     sample_of,
     split_validation,
 )
+from lstm_tune.errors import DataError
 from lstm_tune.tasks import register
 from lstm_tune.tasks.base import (
     MemoryEstimate,
@@ -115,7 +122,11 @@ class TextClassification(Task):
             fit=fit_split,
             validation=val_split,
             test=corpus.test,
-            meta={"vocab_size": corpus.vocab_size, "class_names": list(corpus.class_names)},
+            meta={
+                "vocab_size": corpus.vocab_size,
+                "class_names": list(corpus.class_names),
+                "vocabulary": list(corpus.vocabulary),
+            },
         )
 
     def batches(
@@ -202,6 +213,68 @@ class TextClassification(Task):
         )
         return "\n".join(lines)
 
+    # -- use on new input ------------------------------------------------------------------
+
+    def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
+        """The vocabulary, the tokenizer's rules, the text column and the class names."""
+        return {
+            "text_column": data.text_column,
+            "class_names": list(prepared.meta["class_names"]),
+            # Keras's pre-tokenized IMDB brings no words: such a model cannot read raw text.
+            "vocabulary": list(prepared.meta.get("vocabulary") or []) or None,
+            "tokenizer_version": TOKENIZER_VERSION,
+            "tokenizer": dict(TOKENIZER_RULES),
+        }
+
+    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
+        """Texts: the model's text column of a CSV(.gz), or every non-empty line of a .txt."""
+        if path.suffix == ".txt":
+            yield from _text_lines(path)
+            return
+        column = state["text_column"]
+        for _line, row in read_csv_rows(path, {column: "the model's text column"}):
+            yield row.get(column) or ""
+
+    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> str:
+        """A text; a model without a vocabulary (Keras's pre-tokenized IMDB) reads none."""
+        if not state.get("vocabulary"):
+            raise DataError(
+                "this model was trained on keras.datasets.imdb's pre-tokenized ids, so it has "
+                "no vocabulary to read raw text with; train it from a CSV (--data-path) to "
+                "predict new text"
+            )
+        if state.get("tokenizer_version") != TOKENIZER_VERSION:
+            raise DataError(
+                f"this model's texts were tokenized by tokenizer version "
+                f"{state.get('tokenizer_version')}; this lstm-tune has version "
+                f"{TOKENIZER_VERSION}: use the lstm-tune version that trained it"
+            )
+        return str(item)
+
+    def predict(
+        self,
+        model: keras.Model,
+        state: Mapping[str, Any],
+        params: Params,
+        inputs: Sequence[Any],
+        options: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Each text's predicted class and the probability of every class."""
+        vocabulary = state["vocabulary"]
+        ids = {word: FIRST_WORD_ID + i for i, word in enumerate(vocabulary)}
+        texts = [str(text) for text in inputs]
+        split = Split([encode_text(t, ids) for t in texts], np.zeros(len(texts), np.int32))
+        probabilities = predict_proba(model, split, params)
+        names = state["class_names"]
+        rows = []
+        for row in probabilities:
+            out: dict[str, Any] = {"label": names[int(row.argmax())]}
+            out.update(
+                {f"probability_{name}": float(p) for name, p in zip(names, row, strict=True)}
+            )
+            rows.append(out)
+        return rows
+
     # -- pre-flight ------------------------------------------------------------------------
 
     def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
@@ -221,6 +294,21 @@ class TextClassification(Task):
         val_lengths = review_lengths(prepared.validation)
         forward = np.concatenate([val_lengths, *[val_lengths[:sample_size]] * checkpoints])
         return preflight.estimate_epoch_seconds(params, review_lengths(prepared.fit), forward)
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """Non-empty lines of a UTF-8 text file; DataError naming the file otherwise."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield line.rstrip("\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such input file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text at byte {exc.start}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read input file: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- model
