@@ -194,6 +194,67 @@ def cmd_export_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finalize(args: argparse.Namespace) -> int:
+    """Retrain the study's best few configs over several seeds; export the best mean."""
+    import optuna
+
+    from lstm_tune.errors import ConfigError
+    from lstm_tune.export import best_config, write_config
+    from lstm_tune.finalize import (
+        FINALISTS_ATTR,
+        Finalist,
+        estimated_seconds,
+        finalized_config,
+        revalidate,
+        top_trials,
+        winner,
+    )
+    from lstm_tune.storage import open_storage
+    from lstm_tune.tasks import get_task
+
+    storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
+    base = best_config(storage, args.study_name)
+    if args.data_path is not None:
+        base = with_data(base, path=str(Path(args.data_path).resolve()))
+    if "cache_dir" in type(base.data).model_fields and base.data.cache_dir is None:
+        base = with_data(base, cache_dir=default_cache_dir())
+    study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
+    trials = top_trials(study, args.finalists)
+    prepared = get_task(base.task).load(base.data, base.seed)
+    estimate = estimated_seconds(base, prepared, trials, args.seeds)
+    print(
+        f"re-validating {len(trials)} finalists x {args.seeds} seeds: about "
+        f"{estimate / 60:.0f} min by the pre-flight estimate"
+        + (f" (budget {args.budget / 60:.0f} min)" if args.budget else ""),
+        flush=True,
+    )
+    if args.budget is not None and estimate > args.budget:
+        raise ConfigError(
+            f"--budget {args.budget:.0f} s is below the estimated {estimate:.0f} s; give fewer "
+            f"--finalists or --seeds, or a larger --budget"
+        )
+    metric = base.search.metric
+
+    def report_run(finalist: Finalist, seed: int) -> None:
+        value = finalist.values[-1]
+        print(f"trial {finalist.trial_number} seed {seed}: {metric}={value:.4f}", flush=True)
+
+    finalists = revalidate(
+        base, prepared, trials, seeds=args.seeds, budget=args.budget, on_run=report_run
+    )
+    chosen = winner(base, finalists)
+    study.set_user_attr(FINALISTS_ATTR, [f.as_dict() for f in finalists])
+    for f in finalists:
+        mark = "  <- exported" if f is chosen else ""
+        print(
+            f"trial {f.trial_number}: search {f.trial_value:.4f}, re-validated "
+            f"{f.mean:.4f} +- {f.std:.4f} over {len(f.values)} seeds{mark}"
+        )
+    path = write_config(finalized_config(base, chosen, finalists, args.study_name), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Retrain a config YAML and evaluate it on the test split."""
     from lstm_tune.evaluate import retrain_and_evaluate, summary
@@ -462,6 +523,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
     export.set_defaults(handler=cmd_export_best)
+
+    finalize = sub.add_parser(
+        "finalize", help="retrain the best few configs over seeds; export the best mean"
+    )
+    finalize.add_argument("--study-name", required=True)
+    finalize.add_argument(
+        "--storage", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///studies/<name>.db)"
+    )
+    finalize.add_argument(
+        "--finalists", type=_positive_int, default=3, help="configs to re-validate (default 3)"
+    )
+    finalize.add_argument(
+        "--seeds", type=_positive_int, default=3, help="retrainings per config (default 3)"
+    )
+    finalize.add_argument(
+        "--budget", type=_seconds, help="seconds: refuse if the estimate is above, stop after"
+    )
+    finalize.add_argument("--data-path", help="local data file instead of the stored path")
+    finalize.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
+    finalize.set_defaults(handler=cmd_finalize)
 
     train = sub.add_parser("train", help="retrain a config YAML and evaluate it on the test split")
     train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")

@@ -341,6 +341,8 @@ class ResultSpec(_Frozen):
     study_name: str = Field(min_length=1)
     trial_number: StrictInt = Field(ge=0)
     versions: dict[str, str] = Field(default_factory=dict)
+    # Written by `lstm-tune finalize`: each finalist's re-validation (values, mean, std).
+    finalists: tuple[dict[str, Any], ...] = ()
 
 
 _SPACE_FIELD_SCHEMA = {"anyOf": [_space_schema(fixed=False)]}
@@ -660,4 +662,6 @@ def spec_to_dict(
         doc["space"] = {name: _param_to_yaml(spec.space[name]) for name in PARAM_NAMES}
     if spec.result is not None:
         doc["result"] = spec.result.model_dump(mode="json")
+        if not spec.result.finalists:
+            doc["result"].pop("finalists")
     return doc

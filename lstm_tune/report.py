@@ -76,6 +76,11 @@ def build_study_report(study: optuna.Study, *, metrics: Mapping[str, Any] | None
         _parallel_coordinates(study, trials),
         _Section("trials-table", "Trials", html=_trials_table(study, trials)),
     ]
+    finalists = study.user_attrs.get("lstm_tune_finalists")
+    if finalists:
+        sections.append(
+            _Section("finalists", "Finalists re-validated", html=_finalists(finalists))
+        )
     if metrics is not None:
         sections.extend(_metric_sections(metrics))
     return _page(f"lstm-tune report: {study.study_name}", _study_summary(study, trials), sections)
@@ -266,6 +271,30 @@ def _trials_table(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
         + "".join(f"<th>{_e(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
         + "\n".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _finalists(finalists: Sequence[Mapping[str, Any]]) -> str:
+    """The table `lstm-tune finalize` leaves: each finalist's search value and re-runs."""
+    head = ["trial", "search value", "re-validated mean", "std", "seeds", "values", "epochs"]
+    rows = [
+        [
+            str(f["trial_number"]),
+            _fmt(f["trial_value"]),
+            _fmt(f["mean"]),
+            _fmt(f["std"]),
+            str(len(f["values"])),
+            ", ".join(_fmt(v) for v in f["values"]),
+            str(f["epochs"]),
+        ]
+        for f in finalists
+    ]
+    return (
+        '<table class="data"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
         + "</tbody></table>"
     )
 

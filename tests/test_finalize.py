@@ -1,0 +1,79 @@
+"""Finalists re-validated: the top configs retrained over seeds, the best mean exported."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from lstm_tune.cli import main
+from lstm_tune.config import load_spec
+
+
+@pytest.fixture(scope="module")
+def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("finalize")
+    doc = {
+        "name": "fin",
+        "seed": 5,
+        "data": {"path": str(imdb_slice), "max_features": 500, "cache_dir": str(tmp / "c")},
+        "training": {"epochs": 1},
+        "search": {"n_trials": 3, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
+        "space": {
+            "hidden_size": {"low": 4, "high": 12},
+            "num_layers": 1,
+            "learning_rate": {"low": 3e-3, "high": 3e-2, "log": True},
+            "dropout_rate": 0.0,
+            "sequence_length": 40,
+            "batch_size": 32,
+        },
+    }
+    study_file = tmp / "fin.yaml"
+    study_file.write_text(yaml.safe_dump(doc))
+    storage = f"sqlite:///{tmp / 'fin.db'}"
+    assert main(["search", str(study_file), "--storage", storage]) == 0
+    return {"tmp": tmp, "storage": Path(storage.removeprefix("sqlite:///"))}
+
+
+def test_finalize_exports_the_finalist_with_the_best_mean(
+    searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{searched['storage']}"
+    out = searched["tmp"] / "final.yaml"
+    args = ["finalize", "--study-name", "fin", "--storage", storage, "-o", str(out)]
+    assert main([*args, "--finalists", "2", "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "re-validating 2 finalists x 2 seeds: about" in printed
+    spec = load_spec(out)
+    assert spec.result is not None
+    finalists = spec.result.finalists
+    study = optuna.load_study(study_name="fin", storage=storage)
+    ranked = sorted(study.trials, key=lambda t: t.value or 0.0, reverse=True)
+    assert [f["trial_number"] for f in finalists] == [t.number for t in ranked[:2]]
+    for f in finalists:
+        assert len(f["values"]) == 2
+        assert f["mean"] == pytest.approx(statistics.fmean(f["values"]))
+        assert f["std"] == pytest.approx(statistics.stdev(f["values"]))
+    best = max(finalists, key=lambda f: f["mean"])
+    assert spec.result.trial_number == best["trial_number"]
+    assert spec.fixed_params() == best["params"]
+    assert study.user_attrs["lstm_tune_finalists"] == list(finalists)
+    # The report shows them.
+    page = searched["tmp"] / "report.html"
+    assert main(["report", "--study-name", "fin", "--storage", storage, "-o", str(page)]) == 0
+    assert 'id="finalists"' in page.read_text()
+
+
+def test_a_budget_below_the_estimate_refuses_before_training(
+    searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{searched['storage']}"
+    out = searched["tmp"] / "refused.yaml"
+    args = ["finalize", "--study-name", "fin", "--storage", storage, "-o", str(out)]
+    assert main([*args, "--seeds", "1000", "--budget", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget 1 s is below the estimated" in err[0]
+    assert not out.exists()
