@@ -10,8 +10,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
