@@ -4,8 +4,8 @@
 refuses artifact uploads to a finished trial): when a trial completes (``on_trained``) or is
 pruned (``on_pruned``) it
 
-* uploads a learning-curve plot (train/validation loss and the task's metric per epoch, an SVG image
-  the dashboard previews) through Optuna's artifact store;
+* uploads a learning-curve plot (train/validation loss and the task's metric per epoch, an SVG
+  image the dashboard previews) through Optuna's artifact store;
 * writes a short markdown note with the trial's outcome, params and timings through
   optuna-dashboard's note API;
 * for a completed trial that beats the study's best so far, uploads its Keras model as

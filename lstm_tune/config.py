@@ -573,12 +573,15 @@ _WORDING = (
 
 def _from_validation_error(file: str, exc: ValidationError, task_name: str) -> ConfigError:
     error = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in error["loc"]]
+    raw_loc = tuple(error["loc"])
+    if raw_loc and raw_loc[0] == task_name:
+        raw_loc = raw_loc[1:]  # the discriminated union's tag: the task, not a field
+    loc = [str(p) for p in raw_loc]
     field = ".".join(loc)
     kind, message = error["type"], error["msg"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(error["loc"][:-1], task_name))
+        allowed = ", ".join(_allowed_keys(raw_loc[:-1], task_name))
         return _config_error(file, field, loc[-1], f"one of the keys {allowed}")
     if kind == "missing":
         return _config_error(file, field, None, "a value (this field is required)")
