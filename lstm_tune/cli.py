@@ -21,6 +21,7 @@ from lstm_tune.errors import LstmTuneError  # noqa: E402
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
 ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
+DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -42,8 +43,18 @@ def resolve_storage(flag: str | None, default_sqlite_file: Path) -> str:
     return f"sqlite:///{default_sqlite_file}"
 
 
+def resolve_data_path(flag: str | None) -> str | None:
+    """Local data file by precedence: ``--data-path`` > ``$LSTM_TUNE_DATA_PATH`` > study file.
+
+    The variable lets a pool (compose, a machine without internet) point every worker at a
+    local copy without repeating the whole worker command; empty means unset.
+    """
+    return flag or os.environ.get(DATA_PATH_ENV) or None
+
+
 def _load_with_overrides(path: str, data_path: str | None) -> StudySpec:
     spec = load_spec(path)
+    data_path = resolve_data_path(data_path)
     data = spec.data
     if data_path is not None:
         data = replace(data, source="csv", path=str(Path(data_path).resolve()))
@@ -92,7 +103,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
-    from lstm_tune.storage import redact_url
+    from lstm_tune.storage import absolute_url
 
     if args.workers > 1:
         return _search_pool(args, spec, storage, study_name)
@@ -102,7 +113,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     artifacts = TrialArtifacts(artifact_dir)
     print(
-        f"study {study_name!r} on {redact_url(storage)}; artifacts in {artifact_dir}", flush=True
+        f"study {study_name!r} on {absolute_url(storage)}; artifacts in {artifact_dir}",
+        flush=True,
     )
     budget = args.n_trials or spec.search.n_trials
     progress = SearchProgress(budget=budget, epochs=spec.training.epochs, stream=sys.stdout)
@@ -134,6 +146,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 on_epoch=progress.on_epoch,
                 on_pruned=artifacts.on_pruned,
                 worker_index=args.worker_index,
+                accept_changes=args.accept_changes,
             )
     except (StopRequested, Exception) as exc:
         stop = stop_behind(exc, stop_record)
@@ -161,7 +174,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     print(
         f"export it: lstm-tune export-best --study-name {study_name} --storage "
-        f"{redact_url(storage)} -o best.yaml"
+        f"{absolute_url(storage)} -o best.yaml"
     )
     return 0
 
@@ -171,7 +184,10 @@ def cmd_export_best(args: argparse.Namespace) -> int:
     from lstm_tune.export import best_config, write_config
 
     storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
-    spec = best_config(storage, args.study_name)
+    data_path = resolve_data_path(args.data_path)
+    spec = best_config(
+        storage, args.study_name, data_path=str(Path(data_path).resolve()) if data_path else None
+    )
     path = write_config(spec, args.output)
     assert spec.result is not None
     print(
@@ -264,12 +280,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_name: str) -> int:
     """``search --workers N``: create the study once, then N worker processes share it."""
     from lstm_tune.pool import run_pool
-    from lstm_tune.storage import redact_url
+    from lstm_tune.storage import absolute_url
     from lstm_tune.worker import open_study
 
-    open_study(spec, storage_url=storage, study_name=study_name)
+    open_study(
+        spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
+    )
     print(
-        f"pool of {args.workers} workers on study {study_name!r} at {redact_url(storage)}",
+        f"pool of {args.workers} workers on study {study_name!r} at {absolute_url(storage)}",
         flush=True,
     )
 
@@ -300,18 +318,22 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
 def cmd_create_study(args: argparse.Namespace) -> int:
     """Create the study (space, sampler, queued configs) once, before workers start."""
     import optuna
+    from optuna.trial import TrialState
 
-    from lstm_tune.storage import redact_url
-    from lstm_tune.worker import count_finished, open_study
+    from lstm_tune.storage import absolute_url
+    from lstm_tune.studies import open_study  # not worker's: no TensorFlow to import
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = _load_with_overrides(args.study, None)
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
-    study = open_study(spec, storage_url=storage, study_name=study_name)
+    study = open_study(
+        spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
+    )
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     print(
-        f"study {study_name!r} ready on {redact_url(storage)}: "
-        f"{count_finished(study)} finished trials, "
+        f"study {study_name!r} ready on {absolute_url(storage)}: "
+        f"{len(finished)} finished trials, "
         f"{len(study.get_trials(deepcopy=False))} in all",
         flush=True,
     )
@@ -324,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lstm-tune", description="Hyperparameter search for Keras LSTM models."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run or resume a study's search")
@@ -337,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-trials", type=_positive_int, help="the study's total budget of finished trials"
     )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
-    search.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    search.add_argument("--data-path", help=_DATA_PATH_HELP)
     search.add_argument(
         "--artifact-dir",
         help=f"trial plots and best models (default: "
@@ -349,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes on this machine sharing the study (default 1)",
     )
-    # Set by `--workers N` for each worker it starts: seeds each worker's sampler differently.
+    search.add_argument("--accept-changes", action="store_true", help=_ACCEPT_CHANGES_HELP)
+    # Set by `--workers N` for each worker it starts (sampling does not depend on it).
     search.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     search.set_defaults(handler=cmd_search)
 
@@ -362,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///<study dir>/<name>.db)",
     )
     create.add_argument("--study-name", help="study name (default: the file's `name`)")
+    create.add_argument("--accept-changes", action="store_true", help=_ACCEPT_CHANGES_HELP)
     create.set_defaults(handler=cmd_create_study)
 
     export = sub.add_parser("export-best", help="write the best trial as a YAML config")
@@ -370,12 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///studies/<name>.db)"
     )
     export.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
+    export.add_argument("--data-path", help="data file to write instead of the trial's own")
     export.set_defaults(handler=cmd_export_best)
 
     train = sub.add_parser("train", help="retrain a config YAML and evaluate it on the test split")
     train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")
     train.add_argument("--out", required=True, help="directory for model and metrics")
-    train.add_argument("--data-path", help="local IMDB CSV(.gz) instead of the keras download")
+    train.add_argument("--data-path", help=_DATA_PATH_HELP)
     train.set_defaults(handler=cmd_train)
 
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")
@@ -403,6 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)
     return parser
+
+
+_DATA_PATH_HELP = f"local IMDB CSV(.gz) instead of the keras download (default: ${DATA_PATH_ENV})"
+_ACCEPT_CHANGES_HELP = (
+    "the study file changes the search space or what a trial means: record it as the study's "
+    "spec from the next trial on (finished trials keep theirs)"
+)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lstm-tune")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _positive_int(text: str) -> int:
