@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +39,7 @@ from lstm_tune.strategy import build_pruner, build_trial_seeded_sampler
 __all__ = [
     "SPEC_ID_ATTR",
     "SPEC_PREFIX",
+    "WORKER_ATTR",
     "open_study",
     "spec_id",
     "tag_trials",
@@ -47,6 +50,9 @@ __all__ = [
 SPEC_ID_ATTR = "lstm_tune_spec_id"
 # Study user attributes holding each spec a run used, by id.
 SPEC_PREFIX = "lstm_tune_spec:"
+# Trial user attribute: which worker ran the trial (host name and process id), so a pool's
+# trials can be traced to a machine or container.
+WORKER_ATTR = "lstm_tune_worker"
 _log = logging.getLogger("lstm_tune.studies")
 
 
@@ -103,11 +109,13 @@ def open_study(
 def tag_trials(
     objective: Callable[[optuna.Trial], float], doc: dict[str, Any]
 ) -> Callable[[optuna.Trial], float]:
-    """``objective`` that first records on each trial the id of the spec it runs with."""
+    """``objective`` that first records on each trial its spec's id and the worker running it."""
     ident = spec_id(doc)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def tagged(trial: optuna.Trial) -> float:
         trial.set_user_attr(SPEC_ID_ATTR, ident)
+        trial.set_user_attr(WORKER_ATTR, worker)
         return objective(trial)
 
     return tagged
