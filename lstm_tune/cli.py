@@ -22,6 +22,7 @@ from lstm_tune.errors import LstmTuneError  # noqa: E402
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
 ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
+DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -43,8 +44,18 @@ def resolve_storage(flag: str | None, default_sqlite_file: Path) -> str:
     return f"sqlite:///{default_sqlite_file}"
 
 
+def resolve_data_path(flag: str | None) -> str | None:
+    """Local data file by precedence: ``--data-path`` > ``$LSTM_TUNE_DATA_PATH`` > study file.
+
+    The variable lets a pool (compose, a machine without internet) point every worker at a
+    local copy without repeating the whole worker command; empty means unset.
+    """
+    return flag or os.environ.get(DATA_PATH_ENV) or None
+
+
 def _load_with_overrides(path: str, data_path: str | None) -> StudySpec:
     spec = load_spec(path)
+    data_path = resolve_data_path(data_path)
     changes: dict[str, object] = {}
     fields = type(spec.data).model_fields
     if data_path is not None:
@@ -98,7 +109,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
-    from lstm_tune.storage import redact_url
+    from lstm_tune.storage import absolute_url
 
     # Everything the user gave is checked before anything is written (storage, artifacts):
     # sampler and pruner options, then the data (read once here, cached for pool workers).
@@ -113,7 +124,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     artifacts = TrialArtifacts(artifact_dir)
     print(
-        f"study {study_name!r} on {redact_url(storage)}; artifacts in {artifact_dir}", flush=True
+        f"study {study_name!r} on {absolute_url(storage)}; artifacts in {artifact_dir}",
+        flush=True,
     )
     budget = args.n_trials or spec.search.n_trials
     progress = SearchProgress(budget=budget, epochs=spec.training.epochs, stream=sys.stdout)
@@ -146,6 +158,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 on_pruned=artifacts.on_pruned,
                 worker_index=args.worker_index,
                 prepared=prepared,
+                accept_changes=args.accept_changes,
             )
     except (StopRequested, Exception) as exc:
         stop = stop_behind(exc, stop_record)
@@ -173,7 +186,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     print(
         f"export it: lstm-tune export-best --study-name {study_name} --storage "
-        f"{redact_url(storage)} -o best.yaml"
+        f"{absolute_url(storage)} -o best.yaml"
     )
     return 0
 
@@ -183,7 +196,10 @@ def cmd_export_best(args: argparse.Namespace) -> int:
     from lstm_tune.export import best_config, write_config
 
     storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
-    spec = best_config(storage, args.study_name)
+    data_path = resolve_data_path(args.data_path)
+    spec = best_config(
+        storage, args.study_name, data_path=str(Path(data_path).resolve()) if data_path else None
+    )
     path = write_config(spec, args.output)
     assert spec.result is not None
     print(
@@ -213,9 +229,10 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from lstm_tune.tasks import get_task
 
     storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
-    base = best_config(storage, args.study_name)
-    if args.data_path is not None:
-        base = with_data(base, path=str(Path(args.data_path).resolve()))
+    data_path = resolve_data_path(args.data_path)
+    base = best_config(
+        storage, args.study_name, data_path=str(Path(data_path).resolve()) if data_path else None
+    )
     if "cache_dir" in type(base.data).model_fields and base.data.cache_dir is None:
         base = with_data(base, cache_dir=default_cache_dir())
     study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
@@ -344,12 +361,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_name: str) -> int:
     """``search --workers N``: create the study once, then N worker processes share it."""
     from lstm_tune.pool import run_pool
-    from lstm_tune.storage import redact_url
+    from lstm_tune.storage import absolute_url
     from lstm_tune.worker import open_study
 
-    open_study(spec, storage_url=storage, study_name=study_name)
+    open_study(
+        spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
+    )
     print(
-        f"pool of {args.workers} workers on study {study_name!r} at {redact_url(storage)}",
+        f"pool of {args.workers} workers on study {study_name!r} at {absolute_url(storage)}",
         flush=True,
     )
 
@@ -440,18 +459,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_create_study(args: argparse.Namespace) -> int:
     """Create the study (space, sampler, queued configs) once, before workers start."""
     import optuna
+    from optuna.trial import TrialState
 
-    from lstm_tune.storage import redact_url
-    from lstm_tune.worker import count_finished, open_study
+    from lstm_tune.storage import absolute_url
+    from lstm_tune.studies import open_study  # not worker's: no TensorFlow to import
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = _load_with_overrides(args.study, None)
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
-    study = open_study(spec, storage_url=storage, study_name=study_name)
+    study = open_study(
+        spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
+    )
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     print(
-        f"study {study_name!r} ready on {redact_url(storage)}: "
-        f"{count_finished(study)} finished trials, "
+        f"study {study_name!r} ready on {absolute_url(storage)}: "
+        f"{len(finished)} finished trials, "
         f"{len(study.get_trials(deepcopy=False))} in all",
         flush=True,
     )
@@ -472,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lstm-tune", description="Hyperparameter search for Keras LSTM models."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run or resume a study's search")
@@ -487,9 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--timeout", type=_seconds, help="stop starting trials after this many s (>= 1)"
     )
-    search.add_argument(
-        "--data-path", help="local data file instead of the study's data.path or download"
-    )
+    search.add_argument("--data-path", help=_DATA_PATH_HELP)
     search.add_argument(
         "--artifact-dir",
         help=f"trial plots and best models (default: "
@@ -501,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes on this machine sharing the study (default 1)",
     )
-    # Set by `--workers N` for each worker it starts: seeds each worker's sampler differently.
+    search.add_argument("--accept-changes", action="store_true", help=_ACCEPT_CHANGES_HELP)
+    # Set by `--workers N` for each worker it starts (sampling does not depend on it).
     search.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     search.set_defaults(handler=cmd_search)
 
@@ -514,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///<study dir>/<name>.db)",
     )
     create.add_argument("--study-name", help="study name (default: the file's `name`)")
+    create.add_argument("--accept-changes", action="store_true", help=_ACCEPT_CHANGES_HELP)
     create.set_defaults(handler=cmd_create_study)
 
     export = sub.add_parser("export-best", help="write the best trial as a YAML config")
@@ -522,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help=f"storage URL (default: ${STORAGE_ENV} or sqlite:///studies/<name>.db)"
     )
     export.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
+    export.add_argument("--data-path", help="data file to write instead of the trial's own")
     export.set_defaults(handler=cmd_export_best)
 
     finalize = sub.add_parser(
@@ -547,9 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="retrain a config YAML and evaluate it on the test split")
     train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")
     train.add_argument("--out", required=True, help="directory for model and metrics")
-    train.add_argument(
-        "--data-path", help="local data file instead of the config's data.path or download"
-    )
+    train.add_argument("--data-path", help=_DATA_PATH_HELP)
     train.set_defaults(handler=cmd_train)
 
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")
@@ -599,6 +622,24 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of study files")
     schema.set_defaults(handler=cmd_schema)
     return parser
+
+
+_DATA_PATH_HELP = (
+    f"local data file instead of the study's data.path or download (default: ${DATA_PATH_ENV})"
+)
+_ACCEPT_CHANGES_HELP = (
+    "the study file changes the search space or what a trial means: record it as the study's "
+    "spec from the next trial on (finished trials keep theirs)"
+)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lstm-tune")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _positive_int(text: str) -> int:

@@ -13,11 +13,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from lstm_tune.errors import ConfigError, LstmTuneError, StorageError
-from lstm_tune.storage import open_storage, redact_url
+from lstm_tune.errors import ConfigError, LstmTuneError
+from lstm_tune.storage import open_storage, require_existing_sqlite
 
 __all__ = [
     "DEFAULT_ARTIFACT_DIR",
@@ -50,35 +48,24 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-def open_artifact_store(artifact_dir: str | Path) -> FileSystemArtifactStore:
-    """Return the artifact store in ``artifact_dir``, creating the directory if needed."""
+def open_artifact_store(
+    artifact_dir: str | Path, *, create: bool = True
+) -> FileSystemArtifactStore:
+    """Return the artifact store in ``artifact_dir``, creating the directory if needed.
+
+    ``create=False`` (a viewer): a missing directory is left alone and simply has no
+    artifacts yet; a read-only command creates nothing.
+    """
     path = Path(artifact_dir)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"artifact dir {str(path)!r} exists but is not a directory")
+    if not create:
+        return FileSystemArtifactStore(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create artifact dir {str(path)!r}: {exc}") from exc
     return FileSystemArtifactStore(path)
-
-
-def require_existing_sqlite(storage_url: str) -> None:
-    """Fail if ``storage_url`` names a SQLite file that does not exist.
-
-    Opening it would silently create an empty database, and a viewer would show no studies
-    instead of saying the path is wrong.
-    """
-    try:
-        url = make_url(storage_url)
-    except ArgumentError:
-        return  # open_storage explains what is wrong with the URL
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).exists():
-            raise StorageError(
-                f"storage {redact_url(storage_url)!r}: SQLite file {url.database!r} does not "
-                f"exist (relative paths start at {str(Path.cwd())!r}); run a search first or "
-                f"fix the path"
-            )
 
 
 def make_dashboard_server(
@@ -97,7 +84,7 @@ def make_dashboard_server(
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
     require_existing_sqlite(storage_url)
     storage = open_storage(storage_url)
-    store = open_artifact_store(artifact_dir) if artifact_dir is not None else None
+    store = open_artifact_store(artifact_dir, create=False) if artifact_dir is not None else None
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         return make_server(

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import StorageError
 from lstm_tune.storage import SPEC_ATTR, open_storage, redact_url
+from lstm_tune.studies import trial_spec
 
 VERSIONED_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "optuna", "lstm-tune")
 
@@ -28,10 +29,15 @@ def installed_versions() -> dict[str, str]:
     return versions
 
 
-def best_config(storage_url: str, study_name: str) -> StudySpec:
-    """Return the study's best complete trial as a one-config :class:`StudySpec`."""
+def best_config(storage_url: str, study_name: str, *, data_path: str | None = None) -> StudySpec:
+    """Return the study's best complete trial as a one-config :class:`StudySpec`.
+
+    The settings are those the trial ran with (its run's spec); ``data_path`` replaces the
+    data file it names, e.g. where the data lives on this machine.
+    """
+    storage = open_storage(storage_url, must_exist=True)  # a typo must not create a file
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+        study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         raise StorageError(
             f"no study named {study_name!r} in {redact_url(storage_url)}; "
@@ -44,12 +50,18 @@ def best_config(storage_url: str, study_name: str) -> StudySpec:
             f"none complete); run `lstm-tune search` until one completes"
         )
     best = study.best_trial
-    if SPEC_ATTR not in study.user_attrs:
+    ran_with = trial_spec(study, best)
+    if ran_with is None:
         raise StorageError(
             f"study {study_name!r} was not created by lstm-tune (no {SPEC_ATTR!r} attribute), "
             f"so its data and training settings are unknown"
         )
-    searched = parse_spec(study.user_attrs[SPEC_ATTR], f"study {study_name!r}")
+    if data_path is not None:
+        data = {**ran_with.get("data", {}), "path": data_path}
+        if "source" in data:  # a local file instead of the task's download
+            data["source"] = "csv"
+        ran_with["data"] = data
+    searched = parse_spec(ran_with, f"study {study_name!r}")
     doc = spec_to_dict(searched, params=best.params)
     doc["result"] = {
         "value": float(best.value),  # type: ignore[arg-type]

@@ -23,13 +23,17 @@ one URL string describes the storage everywhere (CLI flag, env var, compose file
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import os
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
@@ -38,6 +42,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
 
 from lstm_tune.errors import StorageError
 
@@ -53,6 +58,8 @@ __all__ = [
     "open_storage",
     "raise_when_safe",
     "redact_url",
+    "require_existing_sqlite",
+    "setup_lock",
     "split_options",
 ]
 
@@ -102,6 +109,10 @@ _PERMANENT_CONNECT_ERRORS = (
     "no password supplied",
     "invalid",
 )
+
+# The PostgreSQL advisory lock (one per database) held while a process creates Optuna's schema
+# or a study; any constant works as long as every lstm-tune version uses the same one.
+SETUP_LOCK_KEY = 0x6C73_746D_7475_6E65 & 0x7FFF_FFFF_FFFF_FFFF  # "lstmtune"
 
 _log = logging.getLogger("lstm_tune.storage")
 T = TypeVar("T")
@@ -191,14 +202,81 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
     return parsed.set(query=query), options
 
 
-def open_storage(url: str) -> ResilientRDBStorage:
+def require_existing_sqlite(storage_url: str) -> None:
+    """Fail if ``storage_url`` names a SQLite file that does not exist.
+
+    Opening it would silently create an empty database (a read-only command such as
+    export-best would leave ``studies/<typo>.db`` behind), and a viewer would show no studies
+    instead of saying the path is wrong.
+    """
+    try:
+        url = make_url(storage_url)
+    except ArgumentError:
+        return  # open_storage explains what is wrong with the URL
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).exists():
+            raise StorageError(
+                f"storage {absolute_url(storage_url)!r}: SQLite file {url.database!r} does not "
+                f"exist (relative paths start at {str(Path.cwd())!r}); run a search first or "
+                f"fix the path"
+            )
+
+
+def absolute_url(url: str) -> str:
+    """``url`` redacted, with a relative SQLite path made absolute (what a user can paste)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return redact_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        parsed = parsed.set(database=str(Path(parsed.database).resolve()))
+    return parsed.render_as_string(hide_password=True)
+
+
+@contextmanager
+def setup_lock(url: URL, connect_args: dict[str, Any] | None = None) -> Iterator[None]:
+    """Hold the database's set-up lock: one process at a time creates tables or a study.
+
+    Optuna creates its schema (tables, enum types, version rows) and a study without a lock,
+    so workers starting together on a new database collided (``UniqueViolation ... CREATE TYPE
+    studydirection``). PostgreSQL: a session advisory lock, released when its connection
+    closes, even if the holder is killed. SQLite: ``flock`` on the file's directory (not on the
+    file: closing another descriptor of the file would drop SQLite's own locks), released by
+    the kernel when the holder exits.
+    """
+    if url.drivername.startswith("postgresql"):
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args or {})
+        try:
+            with engine.connect() as connection:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK_KEY}
+                )
+                connection.commit()  # a session lock: it outlives this transaction
+                yield  # closing the connection (NullPool: for real) releases the lock
+        finally:
+            engine.dispose()
+    elif url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+        fd = os.open(Path(url.database).resolve().parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+    else:
+        yield
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> ResilientRDBStorage:
     """Return the Optuna storage for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://``).
 
     Waits (with logged retries) for a database that is not reachable yet; raises
     :class:`StorageError` for a malformed URL, an unsupported scheme, a bad option, or a
-    database still unreachable after ``retry_timeout`` seconds.
+    database still unreachable after ``retry_timeout`` seconds. ``must_exist`` (read-only
+    commands) refuses a SQLite file that does not exist instead of creating it.
     """
     clean, options = split_options(url)
+    if must_exist:
+        require_existing_sqlite(url)
     if clean.drivername == "sqlite":
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     else:
@@ -363,13 +441,22 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                         options.max_requeue, grace_period=options.grace_period
                     ),
                 }
-            # The first connection happens here (table creation, schema check): retry it too.
-            self._with_retry(
-                "connect",
-                lambda: optuna.storages.RDBStorage.__init__(
-                    self, url, engine_kwargs=engine_kwargs, **heartbeat
-                ),
-            )
+
+            # The first connection happens here (table creation, schema check): retry it too,
+            # and create the schema under the set-up lock (workers may start together).
+            def connect() -> None:
+                with setup_lock(make_url(url), engine_kwargs.get("connect_args")):
+                    optuna.storages.RDBStorage.__init__(
+                        self, url, engine_kwargs=engine_kwargs, **heartbeat
+                    )
+
+            self._with_retry("connect", connect)
+
+    @contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """Hold this database's set-up lock (see :func:`setup_lock`), e.g. to create a study."""
+        with setup_lock(make_url(self.url), self.engine_kwargs.get("connect_args")):
+            yield
 
     def _with_retry(self, what: str, call: Callable[[], T]) -> T:
         started = time.monotonic()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import PrunerSpec, SamplerSpec
 from lstm_tune.errors import ConfigError
@@ -48,3 +52,113 @@ def build_sampler(spec: SamplerSpec, seed: int) -> optuna.samplers.BaseSampler:
 def build_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     """Return the pruner ``spec`` names with its options."""
     return _construct("pruner", spec.name, _PRUNERS[spec.name], dict(spec.options))  # type: ignore[no-any-return]
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """The seed of trial ``trial_number``'s sampling: a hash of the study seed and the number.
+
+    Not ``study_seed + trial_number``: studies seeded 1 and 2 would then share all but one
+    of their trials' seeds.
+    """
+    entropy = np.random.SeedSequence([study_seed & 0xFFFF_FFFF, trial_number])
+    return int(entropy.generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A sampler whose randomness comes from (study seed, trial number), not from the process.
+
+    Every worker process builds its own sampler. Seeded once per process, as Optuna's
+    samplers are, two workers on one study (``--workers``, compose replicas, machines) draw the
+    same random numbers and propose the same configs, and a resumed study replays its first
+    trials' configs. Trial numbers are unique in a study whichever worker runs the trial, so a
+    fresh inner sampler seeded from the trial number gives each trial its own draws, and a
+    single worker with a fixed seed still repeats the same study. (The same idea as Optuna's
+    PR #967, kept outside Optuna by composition: the inner sampler is built by ``factory`` for
+    each trial and every hook of that trial goes to it.) Samplers keep no state between trials
+    that matters here: TPE and GP read the history from the study, CMA-ES keeps its state in
+    trial attributes and QMC its position in a study attribute.
+    """
+
+    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self.factory = factory
+        self.seed = seed
+        self._by_trial: dict[int, optuna.samplers.BaseSampler] = {}
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return f"TrialSeeded({self.factory(self.seed)})"
+
+    def inner(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        """The sampler of ``trial``, built on first use from its number."""
+        with self._lock:
+            sampler = self._by_trial.get(trial.number)
+            if sampler is None:
+                sampler = self.factory(trial_seed(self.seed, trial.number))
+                self._by_trial[trial.number] = sampler
+            return sampler
+
+    def before_trial(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
+        """Build the trial's own sampler and let it prepare the trial."""
+        self.inner(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.study.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """The trial's sampler's relative search space."""
+        return self.inner(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.study.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        """Sample with the trial's own sampler."""
+        return self.inner(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.study.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        """Sample with the trial's own sampler."""
+        return self.inner(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.study.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        """Let the trial's sampler finish the trial, then forget it."""
+        try:
+            self.inner(trial).after_trial(study, trial, state, values)
+        finally:
+            with self._lock:
+                self._by_trial.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to do: every trial's randomness is fixed by its number."""
+
+
+def build_trial_seeded_sampler(spec: SamplerSpec, seed: int) -> TrialSeededSampler:
+    """The sampler ``spec`` names, seeded per trial from ``seed`` (or the options' ``seed``).
+
+    QMC is the exception inside: its scrambling seed must be the same for the whole study (its
+    points are one sequence, and each trial takes the next index from the study), so only the
+    random sampler it falls back to for the first trial is seeded per trial.
+    """
+    options = dict(spec.options)
+    study_seed = int(options.pop("seed", seed))
+    build_sampler(spec, study_seed)  # bad options fail now, with the study file's field name
+
+    def factory(per_trial: int) -> optuna.samplers.BaseSampler:
+        if spec.name == "qmc":
+            fallback = optuna.samplers.RandomSampler(seed=per_trial)
+            return _SAMPLERS["qmc"](**options, seed=study_seed, independent_sampler=fallback)
+        return _SAMPLERS[spec.name](**options, seed=per_trial)
+
+    return TrialSeededSampler(factory, study_seed)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lstm_tune import studies
 from lstm_tune.config import StudySpec, spec_to_dict
 from lstm_tune.errors import StorageError
 from lstm_tune.objective import TrialEpochHook, TrialModelHook, TrialPrunedHook, make_objective
 from lstm_tune.preflight import ConfigTooLarge
-from lstm_tune.storage import BUDGET_ATTR, SPEC_ATTR, open_storage
-from lstm_tune.strategy import build_pruner, build_sampler
+from lstm_tune.storage import BUDGET_ATTR
 from lstm_tune.tasks import get_task
 from lstm_tune.tasks.base import Prepared
 from lstm_tune.training import TrainingDiverged
@@ -45,33 +45,21 @@ def count_finished(study: optuna.study.Study) -> int:
 
 
 def open_study(
-    spec: StudySpec, *, storage_url: str, study_name: str, worker_index: int = 0
+    spec: StudySpec,
+    *,
+    storage_url: str,
+    study_name: str,
+    worker_index: int = 0,
+    accept_changes: bool = False,
 ) -> optuna.study.Study:
-    """Create the study if it does not exist, else load it; record the spec it searches."""
-    # Each worker of a pool gets its own sampler seed so their random start-up trials differ.
-    sampler = build_sampler(spec.search.sampler, spec.seed + worker_index)
-    pruner = build_pruner(spec.search.pruner)
-    # Sampler and pruner options are checked before the storage is touched: a bad option
-    # leaves no new database file or study row behind.
-    storage = open_storage(storage_url)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        direction=spec.search.direction,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
+    """Create the study if it does not exist, else load it; see :func:`studies.open_study`.
+
+    ``worker_index`` no longer changes the sampler's seed: each trial's randomness comes from
+    the study seed and the trial's number, so every worker samples its own configs.
+    """
+    return studies.open_study(
+        spec, storage_url=storage_url, study_name=study_name, accept_changes=accept_changes
     )
-    if SPEC_ATTR not in study.user_attrs:
-        # First open of this study: record what it searches and queue the configs to run first.
-        study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))
-        for config in spec.search.enqueue:
-            study.enqueue_trial(config, skip_if_exists=True)
-    if not study.metric_names:
-        # The dashboard and plots show the metric's name instead of "Objective 0" (studies
-        # created before metric names were recorded get it on their next run).
-        study.set_metric_names([spec.search.metric])
-    return study
 
 
 class _BudgetStop:
@@ -107,6 +95,7 @@ def run_search(
     on_pruned: TrialPrunedHook | None = None,
     worker_index: int = 0,
     prepared: Prepared | None = None,
+    accept_changes: bool = False,
 ) -> SearchOutcome:
     """Run trials of ``spec`` until the study holds ``n_trials`` finished ones (or timeout).
 
@@ -118,7 +107,11 @@ def run_search(
     if prepared is None:
         prepared = get_task(spec.task).load(spec.data, spec.seed)
     study = open_study(
-        spec, storage_url=storage_url, study_name=study_name, worker_index=worker_index
+        spec,
+        storage_url=storage_url,
+        study_name=study_name,
+        worker_index=worker_index,
+        accept_changes=accept_changes,
     )
     study.set_user_attr(BUDGET_ATTR, budget)
     finished = count_finished(study)
@@ -127,8 +120,11 @@ def run_search(
     stop = _BudgetStop(budget)
     try:
         study.optimize(
-            make_objective(
-                spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
+            studies.tag_trials(
+                make_objective(
+                    spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
+                ),
+                spec_to_dict(spec),
             ),
             timeout=timeout if timeout is not None else spec.search.timeout,
             catch=(TrainingDiverged, ConfigTooLarge),

@@ -90,6 +90,11 @@ def test_compose_file_is_valid_and_safe_by_default(tmp_path: Path) -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert dockerfile.count("\nFROM ") >= 2  # multi-stage
     assert "\nUSER lstm" in dockerfile  # not root
+    # Defects found running the file for real (tests/test_compose_engine.py runs it):
+    assert "\nVOLUME" not in dockerfile  # anonymous volumes outlived `down`
+    assert "-h 127.0.0.1" in " ".join(postgres["healthcheck"]["test"])  # not the temp server
+    assert all(services[name].get("init") is True for name in ("init", "worker", "dashboard"))
+    assert all("LSTM_TUNE_DATA_PATH" in services[n]["environment"] for n in ("init", "worker"))
 
 
 def test_compose_refuses_to_start_without_a_password(tmp_path: Path) -> None:
