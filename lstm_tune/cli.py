@@ -279,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     spec = _load_with_overrides(args.config, args.data_path)
     spec.fixed_params()  # fail fast, before loading data, if the file is a search space
-    evaluation = retrain_and_evaluate(spec, args.out)
+    evaluation = retrain_and_evaluate(spec, args.out, refit_full=args.refit_full)
     print(summary(evaluation.metrics))
     if evaluation.metrics.get("beats_baseline") is False:
         print(
@@ -573,6 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="a YAML with `params:` (e.g. from export-best)")
     train.add_argument("--out", required=True, help="directory for model and metrics")
     train.add_argument("--data-path", help=_DATA_PATH_HELP)
+    train.add_argument(
+        "--refit-full",
+        action="store_true",
+        help="train on the training and validation splits together (epochs as chosen)",
+    )
     train.set_defaults(handler=cmd_train)
 
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for a storage")

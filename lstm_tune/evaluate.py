@@ -30,8 +30,14 @@ class Evaluation:
     metrics: dict[str, Any]
 
 
-def retrain_and_evaluate(spec: StudySpec, out_dir: str | Path) -> Evaluation:
-    """Train the config ``spec`` describes, evaluate it on the test split and write reports."""
+def retrain_and_evaluate(
+    spec: StudySpec, out_dir: str | Path, *, refit_full: bool = False
+) -> Evaluation:
+    """Train the config ``spec`` describes, evaluate it on the test split and write reports.
+
+    ``refit_full`` trains on the fit and validation splits together for the chosen number of
+    epochs (the validation values it records are then not held out, only a sanity check).
+    """
     params = spec.fixed_params()
     epochs = spec.result.best_epoch if spec.result is not None else spec.training.epochs
     task = get_task(spec.task)
@@ -42,9 +48,10 @@ def retrain_and_evaluate(spec: StudySpec, out_dir: str | Path) -> Evaluation:
     model = task.build(params, prepared)
     objective = spec.objective
     started = time.perf_counter()
+    training = task.with_validation_in_fit(prepared) if refit_full else prepared
     recorder = fit(
         model,
-        task.batches(prepared.fit, params, shuffle_seed=spec.seed),
+        task.batches(training.fit, params, shuffle_seed=spec.seed),
         task.batches(prepared.validation, params, shuffle_seed=None),
         objective=objective,
         epochs=epochs,
@@ -55,7 +62,8 @@ def retrain_and_evaluate(spec: StudySpec, out_dir: str | Path) -> Evaluation:
     metrics.update(
         params=params,
         epochs=epochs,
-        train_size=task.size(prepared.fit),
+        train_size=task.size(training.fit),
+        refit_full=refit_full,
         validation_size=task.size(prepared.validation),
         test_size=task.size(prepared.test),
         validation_per_epoch=recorder.values,

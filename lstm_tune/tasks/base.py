@@ -31,6 +31,9 @@ artifacts, progress, CLI) know only this contract:
     a short text of those metrics for the terminal.
 ``estimate_memory(params, prepared)`` / ``estimate_epoch_seconds(params, prepared, ...)``
     the pre-flight estimate of a config's peak memory and time per epoch.
+``with_validation_in_fit(prepared)``
+    the same data with the validation split added to the fit split (``train --refit-full``:
+    the final model learns from every training example once its epochs are chosen).
 ``inference_state(prepared, data)``
     what turns raw input into the model's input and its output back into answers (the
     vocabulary and tokenizer rules, the class names, the scaler, the columns...), JSON-ready;
@@ -181,6 +184,10 @@ class Task(ABC):
     @abstractmethod
     def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
         """Estimated peak memory of training ``params``."""
+
+    @abstractmethod
+    def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
+        """``prepared`` whose fit split also holds the validation examples."""
 
     @abstractmethod
     def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:

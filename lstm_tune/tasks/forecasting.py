@@ -681,6 +681,13 @@ class Forecasting(Task):
         lines.append(f"MSE at step 1: {steps[0]:.4f}, at step {len(steps)}: {steps[-1]:.4f}")
         return "\n".join(lines)
 
+    def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
+        """Training targets run on through the validation rows (the scaler stays the
+        training rows': what the model was tuned with)."""
+        fit, validation = prepared.fit, prepared.validation
+        merged = replace(fit, hi=validation.hi, starts=None)
+        return replace(prepared, fit=merged)
+
     def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
         """Columns, horizon, the scaler (training rows' mean and std) and the time step."""
         fit: SeriesSplit = prepared.fit

@@ -243,6 +243,13 @@ class LanguageModel(Task):
 
     # -- pre-flight ------------------------------------------------------------------------
 
+    def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
+        """The fit tokens followed by the validation tokens (the vocabulary stays the fit
+        split's: ids the model was tuned with)."""
+        fit, validation = prepared.fit, prepared.validation
+        merged = replace(fit, ids=np.concatenate([fit.ids, validation.ids]))
+        return replace(prepared, fit=merged)
+
     def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
         """The vocabulary (id → token; id 0 out-of-vocabulary) and the level."""
         return {"vocabulary": list(prepared.meta["vocabulary"]), "level": prepared.meta["level"]}

@@ -11,6 +11,7 @@ its defaults (columns ``review``/``sentiment``, optional ``split``) are this tas
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -214,6 +215,14 @@ class TextClassification(Task):
         return "\n".join(lines)
 
     # -- use on new input ------------------------------------------------------------------
+
+    def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
+        """The fit texts followed by the validation texts."""
+        fit, validation = prepared.fit, prepared.validation
+        merged = Split(
+            fit.sequences + validation.sequences, np.concatenate([fit.labels, validation.labels])
+        )
+        return dataclasses.replace(prepared, fit=merged)
 
     def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
         """The vocabulary, the tokenizer's rules, the text column and the class names."""
