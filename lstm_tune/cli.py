@@ -657,24 +657,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
-    return value
+def _finite_above(low: float, *, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number above ``low`` (or equal to it when ``inclusive``)."""
+    rule = f"{'>=' if inclusive else '>'} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number {rule}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds >= 1")
-    return value
+_temperature = _finite_above(0.0, inclusive=False)
+_seconds = _finite_above(1.0, inclusive=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
