@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -374,7 +374,8 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
 
     def worker_argv(index: int) -> list[str]:
         argv = [sys.executable, "-m", "lstm_tune.cli", *(["--debug"] if args.debug else [])]
-        argv += ["search", args.study, "--storage", storage, "--study-name", study_name]
+        # The storage URL (it may hold a password) goes through the environment, not argv.
+        argv += ["search", args.study, "--study-name", study_name]
         argv += ["--worker-index", str(index)]
         passed = {
             "--n-trials": args.n_trials,
@@ -387,7 +388,7 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
                 argv += [flag, str(value)]
         return argv
 
-    result = run_pool(worker_argv, args.workers)
+    result = run_pool(worker_argv, args.workers, env={**os.environ, STORAGE_ENV: storage})
     print(
         f"pool finished: worker exit codes {result.exit_codes}"
         + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""),
@@ -677,6 +678,37 @@ _temperature = _finite_above(0.0, inclusive=False)
 _seconds = _finite_above(1.0, inclusive=True)
 
 
+class _ClosedPipeTolerant:
+    """Standard output that goes quiet instead of raising once its reader has gone.
+
+    A worker whose output pipe closes (``search ... | head``, or a pool parent that was
+    killed) must still finish or stop cleanly: a BrokenPipeError mid-trial would end the
+    trial as a crash, which is not re-queued.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lstm-tune``; returns the process exit code."""
     parser = build_parser()
@@ -685,6 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Heartbeats and the retry callback are marked experimental by Optuna; we rely on them
         # on purpose, so the warning would only be noise in every user's terminal.
         warnings.filterwarnings("ignore", message=r".*experimental.*", category=Warning)
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeTolerant(stdout)  # type: ignore[assignment]
     try:
         return int(args.handler(args))
     except LstmTuneError as exc:
@@ -695,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lstm-tune: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

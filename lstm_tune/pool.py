@@ -13,6 +13,7 @@ to the workers, gives them ``grace`` seconds to stop, then kills what is left.
 from __future__ import annotations
 
 import _thread
+import ctypes
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -53,6 +54,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Docker's default stop timeout is 10 s; compose gives workers 30 s. A worker stops within one
 # Keras batch plus two storage writes, so 25 s leaves room even for a slow database.
 DEFAULT_STOP_GRACE = 25.0
+# prctl(2) option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
 # How often a worker waiting at the end of the budget looks whether it is still needed.
 BUDGET_POLL_SECONDS = 2.0
 _COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -306,18 +309,35 @@ class PoolResult:
         return next((code for code in self.exit_codes if code != 0), 0)
 
 
+def _stop_when_parent_dies() -> None:
+    """In a worker, before it runs: SIGTERM it when the pool's process dies (Linux).
+
+    A pool parent killed with SIGKILL cannot forward a stop; without this its workers would
+    die of a broken pipe mid-trial, and a trial that ends with a crash is not re-queued.
+    SIGTERM takes the worker's graceful path: the running trial is failed and re-queued.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the heartbeat recovers the trial instead
+        pass
+
+
 def run_pool(
     worker_argv: Callable[[int], Sequence[str]],
     n_workers: int,
     *,
     out: IO[str] | None = None,
     grace: float = DEFAULT_STOP_GRACE,
+    env: Mapping[str, str] | None = None,
 ) -> PoolResult:
     """Run ``n_workers`` worker processes (``worker_argv(index)``) until all have exited.
 
     Each worker's output lines are copied to ``out`` prefixed with ``[wN]``. SIGTERM or SIGINT
     to this process is forwarded to every worker as SIGTERM; workers still alive ``grace``
-    seconds later are killed.
+    seconds later are killed; if this process dies, its workers get SIGTERM. ``env`` is the
+    workers' environment (secrets such as the storage URL go there, never on a command line,
+    which every user of the machine can read).
     """
     stream = out or sys.stdout
     write_lock = threading.Lock()
@@ -347,6 +367,8 @@ def run_pool(
                 stderr=subprocess.STDOUT,
                 text=True,
                 bufsize=1,
+                env=None if env is None else dict(env),
+                preexec_fn=_stop_when_parent_dies,  # noqa: PLW1509  # no threads run yet in it
             )
             procs.append(proc)
             assert proc.stdout is not None

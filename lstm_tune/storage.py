@@ -27,6 +27,7 @@ import fcntl
 import functools
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -137,12 +138,20 @@ class HeldTrial:
     storage: ResilientRDBStorage
 
 
+# A password in a URL's user part (``//user:secret@``) or its query (``password=secret``),
+# found by pattern so that even a URL SQLAlchemy cannot parse is printed without it.
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)([^@/]*)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)([^&#]*)", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to print or export)."""
+    """Return ``url`` with any password replaced by ``***`` (safe to print or export): in
+    the user part and in the query string, and also when the URL does not parse."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        text = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        text = _USERINFO_PASSWORD.sub(r"\1***\3", url)
+    return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
 def _int_option(name: str, raw: str, url: str, *, allow_zero: bool) -> int:
@@ -162,7 +171,7 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
     """Parse ``url``; return it without lstm-tune's query options, and those options."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise StorageError(
             f"storage URL {redact_url(url)!r} is not a valid URL; "
             f"expected e.g. sqlite:///studies/imdb.db or postgresql+psycopg://user@host/db"
@@ -211,7 +220,7 @@ def require_existing_sqlite(storage_url: str) -> None:
     """
     try:
         url = make_url(storage_url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return  # open_storage explains what is wrong with the URL
     if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
         if not Path(url.database).exists():
@@ -226,11 +235,11 @@ def absolute_url(url: str) -> str:
     """``url`` redacted, with a relative SQLite path made absolute (what a user can paste)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return redact_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         parsed = parsed.set(database=str(Path(parsed.database).resolve()))
-    return parsed.render_as_string(hide_password=True)
+    return redact_url(parsed.render_as_string(hide_password=False))
 
 
 @contextmanager

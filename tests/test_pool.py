@@ -309,3 +309,119 @@ def test_sigterm_stops_a_worker_within_the_grace_period_and_requeues_its_trial(
         assert "finished (" in output, output[-3000:]
     assert "stopped by SIGTERM" in output
     assert "Traceback" not in output  # a requested stop is not reported as a crash
+
+
+def _requeued_cleanly(trials: list[FrozenTrial]) -> None:
+    """No trial RUNNING, and every failed (interrupted) trial's config is queued again."""
+    assert _states(trials)["RUNNING"] == 0, _states(trials)
+    waiting = [t.params for t in trials if t.state == TrialState.WAITING]
+    for failed in (t for t in trials if t.state == TrialState.FAIL):
+        assert failed.params in waiting or any(
+            t.system_attrs.get("failed_trial") == failed.number for t in trials
+        ), f"trial {failed.number} was interrupted and not re-queued"
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_pools_parent_stops_its_workers_and_requeues_their_trials(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    log = tmp_path / "pool.log"
+    parent = _start(
+        _search(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "8"), log
+    )
+    _wait_for("both workers mid-trial", lambda: _running(url) == 2, timeout=240)
+    time.sleep(1.0)  # inside the trials, not at their edges
+    children = _children(parent.pid)
+    assert len(children) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + DOCKER_STOP_TIMEOUT + 20
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children), "workers outlived their killed parent"
+    trials = _trials(url)
+    assert _states(trials)["FAIL"] >= 1, _states(trials)  # they were stopped mid-trial
+    _requeued_cleanly(trials)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_stdout_closes_finishes_its_budget(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    argv = _search(tiny_study, "--storage", url, "--n-trials", "2")
+    worker = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT
+    )
+    assert worker.stdout is not None
+    worker.stdout.read(150)  # what `lstm-tune search ... | head -c 150` reads
+    worker.stdout.close()
+    _, err = worker.communicate(timeout=300)
+    assert worker.returncode == 0, err.decode()[-3000:]
+    assert b"Traceback" not in err
+    assert _states(_trials(url)) == Counter(COMPLETE=2)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_password_in_the_storage_url_appears_nowhere(
+    tiny_study: Path, pg_url: str, tmp_path: Path
+) -> None:
+    # The shared server trusts local connections, so the passwords are carried, not checked.
+    user_secret, query_secret = "s3cretUSERpw", "s3cretQUERYpw"
+    scheme, rest = pg_url.split("://", 1)
+    user, where = rest.split("@", 1)
+    url = f"{scheme}://{user}:{user_secret}@{where}?password={query_secret}"
+    # A careful user keeps the URL off the command line: the environment variable.
+    env = {**_env(), "LSTM_TUNE_STORAGE": url}
+    seen: list[str] = []
+    log = tmp_path / "pool.log"
+    with log.open("wb") as out:
+        pool = subprocess.Popen(
+            _search(tiny_study, "--workers", "2", "--n-trials", "2"),
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )  # fmt: skip
+    while pool.poll() is None:  # every process's command line, as `ps` shows them to any user
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                seen.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+        time.sleep(0.3)
+    outputs = {"search": log.read_text()}
+    assert pool.returncode == 0, outputs["search"][-3000:]
+    best, report = tmp_path / "best.yaml", tmp_path / "report.html"
+    for name, argv in {
+        "export-best": ["export-best", "--study-name", "pool", "--storage", url, "-o", str(best)],
+        "report": ["report", "--study-name", "pool", "--storage", url, "-o", str(report)],
+        "bad port": ["export-best", "--study-name", "pool", "--storage",
+                     f"{scheme}://{user}:{user_secret}@127.0.0.1:notaport/x"],
+        "missing study": ["export-best", "--study-name", "nope", "--storage", url],
+    }.items():  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "lstm_tune.cli", *argv],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        outputs[name] = run.stdout + run.stderr
+    assert "***" in outputs["search"]  # the URL is printed, redacted
+    files = [best, report, *tiny_study.parent.joinpath("artifacts").rglob("*")]
+    texts = {**outputs, **{str(f): f.read_bytes().decode(errors="replace") for f in files
+                           if f.is_file()}}  # fmt: skip
+    texts["command lines"] = "\n".join(seen)
+    for secret in (user_secret, query_secret):
+        leaks = [where for where, text in texts.items() if secret in text]
+        assert not leaks, f"{secret} found in {leaks}"
