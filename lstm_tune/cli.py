@@ -24,6 +24,8 @@ CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
 ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
 DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
 EXIT_USAGE = 2
+# search stopped short of its budget because trials kept failing (data, memory, a bug).
+EXIT_GAVE_UP = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -102,6 +104,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from lstm_tune.artifacts import TrialArtifacts
     from lstm_tune.progress import SearchProgress
+    from lstm_tune.storage import split_options
     from lstm_tune.strategy import build_pruner, build_sampler
     from lstm_tune.tasks import get_task
     from lstm_tune.worker import run_search
@@ -112,7 +115,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from lstm_tune.storage import absolute_url
 
     # Everything the user gave is checked before anything is written (storage, artifacts):
-    # sampler and pruner options, then the data (read once here, cached for pool workers).
+    # the storage URL's form, sampler and pruner options, then the data (read once here,
+    # cached for pool workers).
+    split_options(storage)
     build_sampler(spec.search.sampler, spec.seed)
     build_pruner(spec.search.pruner)
     prepared = get_task(spec.task).load(spec.data, spec.seed)
@@ -175,6 +180,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"{outcome.stopped_because}: {outcome.finished}/{outcome.budget} finished trials "
         f"in {elapsed:.1f}s"
     )
+    if outcome.gave_up:
+        # Not a success: a pool's `restart: on-failure` must see that this worker stopped
+        # short of the budget because every trial failed.
+        print(f"lstm-tune: error: gave up: {outcome.stopped_because}", file=sys.stderr)
+        return EXIT_GAVE_UP
     try:
         best = outcome.study.best_trial
     except ValueError:

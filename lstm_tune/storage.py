@@ -81,6 +81,10 @@ DEFAULT_GRACE_PERIOD = 60
 # Keep waiting for an unreachable database for 10 minutes: covers a database container being
 # recreated or a managed database failing over, but still ends a worker pointed at a dead host.
 DEFAULT_RETRY_TIMEOUT = 600.0
+# ... but a database this process has never reached (a wrong host, a refused port) is most
+# likely a mistake: say so after this long. A pool whose database starts later than its
+# workers sets the URL option first_contact_timeout higher.
+DEFAULT_FIRST_CONTACT_TIMEOUT = 20.0
 # A configuration whose worker dies three times in a row is itself suspect (e.g. it exhausts
 # memory and gets OOM-killed); do not re-queue it forever.
 DEFAULT_MAX_REQUEUE = 3
@@ -95,7 +99,13 @@ PG_CONNECT_TIMEOUT = 5
 # locked" (which we then retry on top).
 SQLITE_BUSY_TIMEOUT = 30
 
-_OPTION_NAMES = ("heartbeat_interval", "grace_period", "retry_timeout", "max_requeue")
+_OPTION_NAMES = (
+    "heartbeat_interval",
+    "grace_period",
+    "retry_timeout",
+    "max_requeue",
+    "first_contact_timeout",
+)
 # PostgreSQL SQLSTATE classes worth retrying: connection exceptions (08), server shutting down
 # or starting (57P01-57P03), too many connections (53300), serialization failure and deadlock
 # (40001, 40P01). Anything else (bad password 28P01, unknown database 3D000) will not heal.
@@ -127,6 +137,7 @@ class StorageOptions:
     grace_period: int = DEFAULT_GRACE_PERIOD
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
     max_requeue: int = DEFAULT_MAX_REQUEUE
+    first_contact_timeout: float = DEFAULT_FIRST_CONTACT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,11 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
             f"storage URL {redact_url(url)!r} is not a valid URL; "
             f"expected e.g. sqlite:///studies/imdb.db or postgresql+psycopg://user@host/db"
         ) from exc
+    if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise StorageError(
+            f"storage URL {redact_url(url)!r} is an in-memory SQLite database: the study would "
+            f"vanish when the process exits; give a file, e.g. sqlite:///studies/imdb.db"
+        )
     if parsed.drivername not in SUPPORTED_SCHEMES:
         raise StorageError(
             f"storage URL scheme {parsed.drivername!r} is not supported; "
@@ -186,14 +202,14 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         text = value if isinstance(value, str) else value[-1]
-        if name == "retry_timeout":
+        if name in ("retry_timeout", "first_contact_timeout"):
             try:
                 seconds = float(text)
             except ValueError:
                 seconds = -1.0
             if seconds < 0:
                 raise StorageError(
-                    f"storage URL {redact_url(url)!r}: retry_timeout={text!r} is not allowed; "
+                    f"storage URL {redact_url(url)!r}: {name}={text!r} is not allowed; "
                     f"expected seconds >= 0"
                 )
             values[name] = seconds
@@ -302,7 +318,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> ResilientRDBStorage:
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot open"
-        raise StorageError(f"cannot open storage {redact_url(url)!r}: {exc}") from exc
+        raise StorageError(f"cannot open storage {redact_url(url)!r}: {_short(exc)}") from exc
 
 
 # --- retry classification -------------------------------------------------------------------
@@ -437,6 +453,9 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     ) -> None:
         self.options = options
         self.display_url = redact_url(url)
+        # Until the database has answered once, a wrong host or port is a mistake to report
+        # within seconds, not an outage to wait out (see ``first_contact_timeout``).
+        self._reached = False
         heartbeat: dict[str, Any] = {}
         # Heartbeats and their retry callback are "experimental" in Optuna 5; we rely on them on
         # purpose (tests/test_storage.py pins their behaviour), so silence that warning.
@@ -480,11 +499,15 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                     if not is_transient(exc):
                         raise
                     waited = time.monotonic() - started
-                    if waited >= self.options.retry_timeout:
+                    limit, option = self.options.retry_timeout, "retry_timeout"
+                    if not self._reached and self.options.first_contact_timeout < limit:
+                        limit, option = self.options.first_contact_timeout, "first_contact_timeout"
+                    if waited >= limit:
+                        never = "" if self._reached else " (never reached from this process)"
                         raise StorageError(
                             f"storage {self.display_url!r} still unreachable after "
-                            f"{waited:.0f}s (retry_timeout={self.options.retry_timeout:g}s): "
-                            f"{_root_db_error(exc)}"
+                            f"{waited:.0f}s{never} ({option}={limit:g}s, a URL option): "
+                            f"{_short(exc)}"
                         ) from exc
                     attempt += 1
                     # Locks (SQLite) clear in milliseconds: only a real outage is worth a line.
@@ -508,6 +531,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                         attempt,
                         time.monotonic() - started,
                     )
+                self._reached = True
                 return result
         finally:
             _call_state.depth -= 1

@@ -17,7 +17,7 @@ from lstm_tune.config import StudySpec, spec_to_dict
 from lstm_tune.errors import StorageError
 from lstm_tune.objective import TrialEpochHook, TrialModelHook, TrialPrunedHook, make_objective
 from lstm_tune.preflight import ConfigTooLarge
-from lstm_tune.storage import BUDGET_ATTR
+from lstm_tune.storage import BUDGET_ATTR, _short
 from lstm_tune.tasks import get_task
 from lstm_tune.tasks.base import Prepared
 from lstm_tune.training import TrainingDiverged
@@ -37,6 +37,7 @@ class SearchOutcome:
     finished: int
     budget: int
     stopped_because: str
+    gave_up: bool = False
 
 
 def count_finished(study: optuna.study.Study) -> int:
@@ -69,6 +70,7 @@ class _BudgetStop:
         self.budget = budget
         self.consecutive_failures = 0
         self.reason = "timeout or interrupted"
+        self.gave_up = False
 
     def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
         self.consecutive_failures = (
@@ -79,6 +81,7 @@ class _BudgetStop:
             study.stop()
         elif self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             self.reason = f"{self.consecutive_failures} trials failed in a row"
+            self.gave_up = True
             study.stop()
 
 
@@ -132,5 +135,5 @@ def run_search(
             gc_after_trial=True,
         )
     except optuna.exceptions.StorageInternalError as exc:
-        raise StorageError(f"storage failed during the search: {exc}") from exc
-    return SearchOutcome(study, count_finished(study), budget, stop.reason)
+        raise StorageError(f"storage failed during the search: {_short(exc)}") from exc
+    return SearchOutcome(study, count_finished(study), budget, stop.reason, stop.gave_up)

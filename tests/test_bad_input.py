@@ -304,3 +304,36 @@ def test_a_gzipped_data_file_with_a_bad_row_is_named_too(
     assert main(["search", "s.yaml"]) == 2
     assert "d.csv.gz: line 2: column 'sentiment'" in capsys.readouterr().err
     assert not (tmp_path / "bad.db").exists()
+
+
+STORAGE_CASES = {
+    "in-memory SQLite": ("sqlite://", "in-memory SQLite"),
+    "port not a number": ("postgresql+psycopg://u:pw@127.0.0.1:notaport/x", "not a valid URL"),
+    "unsupported scheme": ("mysql://u@h/db", "not supported"),
+    "not a URL": ("just words", "not a valid URL"),
+    "bad heartbeat option": ("sqlite:///s.db?heartbeat_interval=x", "heartbeat_interval='x'"),
+    "grace not above heartbeat": (
+        "sqlite:///s.db?heartbeat_interval=10&grace_period=5",
+        "grace_period=5 must be greater",
+    ),
+    "negative retry timeout": ("sqlite:///s.db?retry_timeout=-1", "retry_timeout='-1'"),
+}
+
+
+@pytest.mark.parametrize("name", list(STORAGE_CASES))
+def test_a_bad_storage_url_is_one_line_before_anything_is_read_or_written(
+    name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, says = STORAGE_CASES[name]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LSTM_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    _write(tmp_path, {"s.yaml": study(), "data.csv": GOOD_CSV})
+    before = _tree(tmp_path)
+    assert main(["search", "s.yaml", "--storage", url]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+    assert "pw@" not in lines[0]  # a password is never echoed, even in a URL that is wrong
+    assert _tree(tmp_path) == before  # checked before the data is read or a file written

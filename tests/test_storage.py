@@ -174,8 +174,25 @@ def test_an_unreachable_database_ends_with_a_clear_error_after_retry_timeout(
 ) -> None:
     private_pg.stop()  # type: ignore[attr-defined]
     url = f"{private_pg.url}?retry_timeout=2"  # type: ignore[attr-defined]
-    with pytest.raises(StorageError, match=r"still unreachable after \d+s \(retry_timeout=2s\)"):
+    with pytest.raises(StorageError, match=r"still unreachable after \d+s .*\(retry_timeout=2s"):
         open_storage(url)
+
+
+@pytest.mark.postgres
+def test_a_database_never_reached_is_reported_after_first_contact_timeout(
+    private_pg: object,
+) -> None:
+    private_pg.stop()  # type: ignore[attr-defined]
+    url = f"{private_pg.url}?first_contact_timeout=2"  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(
+        StorageError,
+        match=r"still unreachable after \d+s \(never reached from this process\) "
+        r"\(first_contact_timeout=2s, a URL option\): OperationalError",
+    ) as info:
+        open_storage(url)
+    assert time.monotonic() - started < 15  # not the 600 s an outage mid-study is given
+    assert "\n" not in str(info.value) and "sqlalche.me" not in str(info.value)
 
 
 def test_a_database_that_does_not_exist_is_not_retried(pg_url: str) -> None:
