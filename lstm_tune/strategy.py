@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,9 +33,58 @@ _PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
 }
 
 
+def _check_kinds(
+    kind: str, name: str, factory: Callable[..., Any], options: dict[str, Any]
+) -> None:
+    """Each option must have a type its keyword is annotated with (Optuna takes
+    ``n_startup_trials: x`` without a word and fails mid-search with a TypeError)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for option, value in options.items():
+        allowed = _simple_types(parameters[option].annotation) if option in parameters else None
+        if allowed is None:
+            continue  # callables, sequences, objects: Optuna checks them itself
+        if float in allowed:
+            allowed = (*allowed, int)
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            names = " or ".join(
+                sorted({"null" if t is type(None) else t.__name__ for t in allowed})
+            )
+            raise ConfigError(
+                f"search.{kind}.options.{option}: got {value!r}; expected {names} "
+                f"(the {name!r} {kind}'s option)"
+            )
+
+
+_PLAIN_TYPES: dict[str, type] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "None": type(None),
+}
+
+
+def _simple_types(annotation: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation such as ``'bool | None'`` allows, or None when it names
+    anything richer (Optuna's annotations are strings: ``from __future__ import annotations``,
+    and their names are not importable at run time, so typing.get_type_hints cannot help)."""
+    if isinstance(annotation, str):
+        names = [part.strip() for part in annotation.split("|")]
+        if not all(n in _PLAIN_TYPES for n in names):
+            return None
+        return tuple(_PLAIN_TYPES[n] for n in names)
+    members = typing.get_args(annotation) if typing.get_origin(annotation) else (annotation,)
+    plain = tuple(_PLAIN_TYPES.values())
+    return tuple(members) if members and all(m in plain for m in members) else None
+
+
 def _construct(
     kind: str, name: str, factory: Callable[..., Any], options: dict[str, Any], **defaults: Any
 ) -> Any:
+    _check_kinds(kind, name, factory, options)
     try:
         return factory(**{**defaults, **options})
     except (TypeError, ValueError) as exc:

@@ -121,6 +121,14 @@ CASES: dict[str, Case] = {
         section("search", pruner={"name": "median", "options": {"warmup": 1}}),
         says="search.pruner.options",
     ),
+    "sampler option of the wrong type": _search(
+        section("search", sampler={"name": "tpe", "options": {"n_startup_trials": "x"}}),
+        says="search.sampler.options.n_startup_trials: got 'x'; expected int",
+    ),
+    "pruner option of the wrong type": _search(
+        section("search", pruner={"name": "median", "options": {"n_startup_trials": 1.5}}),
+        says="search.pruner.options.n_startup_trials: got 1.5",
+    ),
     "sampler options not a mapping": _search(
         section("search", sampler={"name": "tpe", "options": [1]}), says="sampler.options"
     ),
