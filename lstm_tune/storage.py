@@ -497,6 +497,13 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                     result = call()
                 except Exception as exc:
                     if not is_transient(exc):
+                        if isinstance(_root_db_error(exc), sqlalchemy.exc.OperationalError):
+                            # A database that refuses the write (read-only file, full disk):
+                            # say what it said, in one line, instead of Optuna's generic
+                            # "invalid data in the commit".
+                            raise StorageError(
+                                f"storage {self.display_url!r} refused {what}: {_short(exc)}"
+                            ) from exc
                         raise
                     waited = time.monotonic() - started
                     limit, option = self.options.retry_timeout, "retry_timeout"

@@ -231,3 +231,36 @@ def test_a_study_rides_out_a_server_restart_without_losing_a_trial(private_pg: o
     assert not errors
     reloaded = optuna.load_study(study_name="s", storage=open_storage(url))
     assert _states(reloaded) == Counter(COMPLETE=40)
+
+
+def test_a_read_only_database_is_one_line_naming_the_cause(tmp_path: Path) -> None:
+    """A SQLite file on a file system mounted read-only (a volume gone read-only): the error
+    says what SQLite said, not Optuna's generic "invalid data in the commit"."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import require_or_skip
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        require_or_skip("mounting a read-only tmpfs needs root")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    try:
+        # In another process, so no connection holds the file open when it goes read-only.
+        create = f"import optuna; optuna.create_study(storage='sqlite:///{mount / 's.db'}')"
+        subprocess.run([sys.executable, "-c", create], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with pytest.raises(StorageError) as info:
+            optuna.create_study(
+                storage=open_storage(f"sqlite:///{mount / 's.db'}"), study_name="new"
+            )
+        assert (
+            "refused create_new_study: OperationalError: attempt to write a readonly database"
+            in str(info.value)
+        )
+        assert "\n" not in str(info.value)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
