@@ -199,6 +199,13 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
         )
     query = dict(parsed.query)
     raw = {name: query.pop(name) for name in _OPTION_NAMES if name in query}
+    if parsed.drivername == "sqlite" and query:
+        # SQLite's driver ignores other query arguments with only a warning: a misspelt
+        # option (heartbeat_intervall=5) would silently run with the default.
+        raise StorageError(
+            f"storage URL {redact_url(url)!r}: option {sorted(query)[0]!r} is not one of "
+            f"lstm-tune's ({', '.join(_OPTION_NAMES)}), and SQLite takes no other"
+        )
     values: dict[str, Any] = {}
     for name, value in raw.items():
         text = value if isinstance(value, str) else value[-1]

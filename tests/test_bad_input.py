@@ -325,6 +325,10 @@ STORAGE_CASES = {
         "grace_period=5 must be greater",
     ),
     "negative retry timeout": ("sqlite:///s.db?retry_timeout=-1", "retry_timeout='-1'"),
+    "misspelt SQLite option": (
+        "sqlite:///s.db?heartbeat_intervall=5",
+        "option 'heartbeat_intervall' is not one of lstm-tune's",
+    ),
 }
 
 
