@@ -349,7 +349,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_storage(
     assert not db.exists(), "bad data must not create the study's storage"
 
 
-def test_a_window_longer_than_a_split_is_one_line_and_exit_2(
+def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_trial(
     shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = _write(tmp_path, shakespeare[:3000])  # validation: 300 characters
@@ -367,13 +367,18 @@ def test_a_window_longer_than_a_split_is_one_line_and_exit_2(
         lines[0],
     ), lines[0]
     assert not (tmp_path / "run" / "metrics.json").exists()
-    # In a search the window is known only once a trial draws it: the first such trial fails
-    # and the search stops with the same line (exit 2).
-    space = {**{k: v for k, v in params.items()}, "sequence_length": {"choices": [400]}}
-    study = _study(tmp_path, data, space=space)
-    assert main(["search", str(study), "--storage", f"sqlite:///{tmp_path / 'w.db'}"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("lstm-tune: error: ") and "got 400; expected at most 299" in err[-1]
+    # In a search the window is known only once a trial draws it: that trial fails with the
+    # reason (a ConfigTooLarge, as in forecasting) and the search goes on with the next one.
+    fitting = {**params, "sequence_length": 32}
+    study = _study(tmp_path, data, space={**params, "sequence_length": {"choices": [32, 400]}})
+    doc = yaml.safe_load(study.read_text())
+    doc["search"] = {"n_trials": 2, "enqueue": [params, fitting, fitting]}
+    study.write_text(yaml.safe_dump(doc))
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["search", str(study), "--storage", storage]) == 0
+    trials = optuna.load_study(study_name="lm", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "sequence_length: got 400; expected at most 299" in trials[0].user_attrs["fail_reason"]
 
 
 def test_the_data_section_is_checked_by_its_pydantic_model() -> None:

@@ -117,6 +117,13 @@ class LanguageModelData(BaseModel):
         return self
 
 
+class WindowTooLong(DataError, preflight.ConfigTooLarge):
+    """A config's window does not fit a split. In a search it is a kind of
+    :class:`~lstm_tune.preflight.ConfigTooLarge`: that trial fails with this reason and the
+    search goes on with the next config (as forecasting's window check does); in ``train`` it
+    is a :class:`DataError`: one line, exit 2."""
+
+
 @dataclass(frozen=True)
 class TokenSplit:
     """A contiguous run of token ids; ``sample`` = (windows, seed) keeps a fixed sample of
@@ -479,16 +486,14 @@ def predicted_count(n_tokens: int, length: int) -> int:
 
 
 def check_windows_fit(params: Params, prepared: Prepared) -> None:
-    """Raise :class:`DataError` when a split is too short for one window of the config."""
+    """Raise :class:`WindowTooLong` when a split is too short for one window of the config."""
     length = int(params["sequence_length"])
     for split in (prepared.fit, prepared.validation, prepared.test):
         if window_count(len(split), length) < 1:
-            raise _problem(
-                split.path,
-                "sequence_length",
-                length,
-                f"at most {len(split) - 1}: the {split.name} split holds {len(split)} "
-                f"{prepared.meta['level']}s and a window needs sequence_length + 1",
+            raise WindowTooLong(
+                f"{split.path}: sequence_length: got {length}; expected at most "
+                f"{len(split) - 1}: the {split.name} split holds {len(split)} "
+                f"{prepared.meta['level']}s and a window needs sequence_length + 1"
             )
 
 
