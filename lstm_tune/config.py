@@ -372,6 +372,8 @@ class StudySpec(_Frozen):
         if not isinstance(raw, dict):
             raise _FieldProblem("", raw, "a mapping of keys to values")
         raw = dict(raw)
+        if raw.get("data") is None:
+            raw["data"] = {}  # validated as the field `data`, so its errors say `data.`
         task_name = raw.setdefault("task", DEFAULT_TASK)
         if not isinstance(task_name, str) or task_name not in task_names():
             raise _FieldProblem("task", task_name, f"one of {', '.join(task_names())}")

@@ -284,3 +284,10 @@ def test_search_timeout_flag_must_be_finite_seconds(
         main(["search", str(STUDIES / "imdb_smoke.yaml"), "--timeout", value])
     assert info.value.code == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["forecasting", "language_model"])
+def test_a_task_whose_data_needs_a_path_names_data_path_when_it_is_missing(task: str) -> None:
+    params = yaml.safe_load((STUDIES / "seed_config.yaml").read_text())["params"]
+    with pytest.raises(ConfigError, match=r"^x\.yaml: data\.path: got None; expected a value"):
+        parse_spec({"name": "x", "task": task, "params": params}, "x.yaml")
