@@ -316,7 +316,12 @@ def _requeued_cleanly(trials: list[FrozenTrial]) -> None:
     later trial has its params (still waiting, or already run by a worker that was alive)."""
     assert _states(trials)["RUNNING"] == 0, _states(trials)
     for failed in (t for t in trials if t.state == TrialState.FAIL):
-        again = [t for t in trials if t.number > failed.number and t.params == failed.params]
+        again = [
+            t
+            for t in trials
+            if t.number > failed.number
+            and failed.params in (t.params, t.system_attrs.get("fixed_params"))
+        ]
         assert again, f"trial {failed.number} was interrupted and not re-queued"
 
 
