@@ -338,6 +338,31 @@ def cmd_create_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    """Serve a database to workers over Optuna's gRPC storage proxy until stopped."""
+    import logging
+
+    from lstm_tune.errors import ConfigError
+    from lstm_tune.grpc_proxy import serve_proxy
+
+    storage = args.storage or os.environ.get(STORAGE_ENV)
+    if not storage:
+        raise ConfigError(
+            f"no storage given: pass --storage URL (e.g. postgresql+psycopg://user@db/optuna) "
+            f"or set ${STORAGE_ENV}"
+        )
+    # The sweeper's "failed and re-queued" lines go to the proxy's log.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    serve_proxy(
+        storage,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        on_ready=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lstm-tune`` subcommand."""
     parser = argparse.ArgumentParser(
@@ -428,6 +453,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metrics", help="metrics.json from `lstm-tune train` to include")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)
+
+    proxy = sub.add_parser(
+        "storage-proxy", help="serve the storage to workers over Optuna's gRPC proxy"
+    )
+    proxy.add_argument(
+        "--storage", help=f"the database's URL (default: ${STORAGE_ENV}); workers use grpc://"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    proxy.add_argument("--port", type=_positive_int, default=13000, help="port (default 13000)")
+    proxy.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=10,
+        help="gRPC calls served at once, i.e. the most database connections in use (default 10)",
+    )
+    proxy.set_defaults(handler=cmd_storage_proxy)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of study files")
     schema.set_defaults(handler=cmd_schema)

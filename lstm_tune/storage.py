@@ -56,7 +56,7 @@ __all__ = [
     "split_options",
 ]
 
-SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "grpc")
 
 # Study user attributes lstm-tune keeps: the study file it was created from (so export-best
 # and every worker read the same spec), and the shared trial budget. Here, not in worker.py,
@@ -123,7 +123,7 @@ class HeldTrial:
 
     trial_id: int
     study_id: int
-    storage: ResilientRDBStorage
+    storage: optuna.storages.BaseStorage
 
 
 def redact_url(url: str) -> str:
@@ -191,13 +191,21 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
     return parsed.set(query=query), options
 
 
-def open_storage(url: str) -> ResilientRDBStorage:
-    """Return the Optuna storage for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://``).
+def open_storage(
+    url: str, *, storage_class: type[ResilientRDBStorage] | None = None
+) -> optuna.storages.BaseStorage:
+    """Return the Optuna storage for ``url`` (``sqlite:///path.db``, ``postgresql+psycopg://``,
+    or ``grpc://host:port`` for ``lstm-tune storage-proxy``, see :mod:`lstm_tune.grpc_proxy`).
 
     Waits (with logged retries) for a database that is not reachable yet; raises
     :class:`StorageError` for a malformed URL, an unsupported scheme, a bad option, or a
-    database still unreachable after ``retry_timeout`` seconds.
+    database still unreachable after ``retry_timeout`` seconds. ``storage_class`` replaces
+    :class:`ResilientRDBStorage` (the proxy's own database storage is a subclass).
     """
+    if url.startswith("grpc:"):
+        from lstm_tune.grpc_proxy import open_grpc_storage
+
+        return open_grpc_storage(url)
     clean, options = split_options(url)
     if clean.drivername == "sqlite":
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
@@ -207,7 +215,7 @@ def open_storage(url: str) -> ResilientRDBStorage:
             "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT},
         }
     try:
-        return ResilientRDBStorage(
+        return (storage_class or ResilientRDBStorage)(
             clean.render_as_string(hide_password=False),
             options=options,
             engine_kwargs=engine_kwargs,
@@ -319,7 +327,7 @@ def held_trials() -> list[HeldTrial]:
         return list(_held.values())
 
 
-def _hold(storage: ResilientRDBStorage, trial_id: int) -> None:
+def _hold(storage: Any, trial_id: int) -> None:
     study_id = storage.get_study_id_of_trial(trial_id)
     with _held_lock:
         _held[trial_id] = HeldTrial(trial_id, study_id, storage)
