@@ -338,6 +338,24 @@ def cmd_create_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Print the study's largest config, its memory estimate and a worker's request/limit."""
+    from lstm_tune.sizing import study_size
+    from lstm_tune.tasks import get_task
+
+    spec = _load_with_overrides(args.study, args.data_path)
+    prepared = get_task(spec.task).load(spec.data, spec.seed)
+    size = study_size(spec, prepared)
+    parts = size.estimate
+    print(f"largest config: {_format_params(dict(size.params))}")
+    print(
+        f"estimated peak memory: {size.estimate_mib:,.0f} MiB (base {parts.base / 2**20:,.0f}"
+        f" + weights {parts.weights / 2**20:,.0f} + activations {parts.activations / 2**20:,.0f})"
+    )
+    print(f"worker memory: request {size.request_mib}Mi, limit {size.limit_mib}Mi")
+    return 0
+
+
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
     """Serve a database to workers over Optuna's gRPC storage proxy until stopped."""
     import logging
@@ -453,6 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metrics", help="metrics.json from `lstm-tune train` to include")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.set_defaults(handler=cmd_report)
+
+    estimate = sub.add_parser(
+        "estimate", help="memory of a study's largest config: a worker's request and limit"
+    )
+    estimate.add_argument("study", help="study YAML file, e.g. studies/imdb.yaml")
+    estimate.add_argument(
+        "--data-path", help="local data file instead of the study's data.path or download"
+    )
+    estimate.set_defaults(handler=cmd_estimate)
 
     proxy = sub.add_parser(
         "storage-proxy", help="serve the storage to workers over Optuna's gRPC proxy"
