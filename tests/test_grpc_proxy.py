@@ -134,3 +134,66 @@ def test_trial_of_a_worker_killed_behind_the_proxy_is_failed_and_requeued(
         out = proxy.communicate(timeout=30)[0]
     assert "stale-trial sweep every 1s" in out
     assert "trial 1 had no heartbeat for 3s" in out, out
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
+    pg_url: str, tmp_path: Path, imdb_slice: Path
+) -> None:
+    import _pg
+    import yaml
+    from conftest import TINY_SPACE
+
+    study = tmp_path / "proxied.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "proxied",
+                "seed": 1,
+                "data": {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
+                "training": {"epochs": 1},
+                "search": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
+                "space": TINY_SPACE,
+            }
+        )
+    )
+    port = _pg.free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_CACHE_DIR": str(tmp_path / "c")}
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "lstm_tune.cli", "storage-proxy", "--port", str(port),
+         "--storage", pg_url],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    grpc_url = f"grpc://127.0.0.1:{port}"
+    search = [sys.executable, "-m", "lstm_tune.cli", "search", str(study), "--storage", grpc_url]
+    search += ["--artifact-dir", str(tmp_path / "artifacts")]
+    try:
+        done = subprocess.run(
+            [*search, "--n-trials", "2"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "budget reached: 2/2 finished trials" in done.stdout
+        # SIGTERM mid-search: the worker's own trial is failed and re-queued (its ledger).
+        worker = subprocess.Popen(
+            [*search, "--n-trials", "50"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if line.startswith("trial   3 "):
+                break
+        time.sleep(0.5)  # into trial 4
+        worker.send_signal(signal.SIGTERM)
+        out = worker.communicate(timeout=60)[0]
+        assert worker.returncode == 143, out
+        direct = open_storage(pg_url)
+        trials = direct.get_all_trials(direct.get_study_id_from_name("proxied"))
+        assert all(t.state.name != "RUNNING" for t in trials)
+        if "failed and re-queued" in out:  # else the trial had just finished, and it says so
+            assert trials[-1].state.name == "WAITING", out
+        else:
+            assert "before the worker stopped" in out, out
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(timeout=30)
