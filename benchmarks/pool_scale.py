@@ -10,7 +10,8 @@ return. Workers start, open the study and wait; the clock starts when all are re
 * trials/s: the budget over the time from release to the last worker's exit;
 * storage ms/trial: time inside storage calls (every thread, heartbeats included) per trial;
 * PostgreSQL connections: ``pg_stat_activity`` rows of the benchmark database, sampled every
-  0.2 s while the workers run (max and mean); the proxy's are included;
+  0.2 s while the workers run (max and mean): the workers' own when direct, the proxy's
+  through the proxy (it stays up, idle, during the direct runs);
 * failures: FAIL trials and non-zero worker exits; overshoot: finished trials past the budget.
 
     python benchmarks/pool_scale.py [--workers 8 32 64] [--trials-per-worker 5]
@@ -157,14 +158,22 @@ class Result:
     top_calls: list[tuple[str, float]]
 
 
-def _sample_connections(conninfo: str, db: str, stop: threading.Event, out: list[int]) -> None:
+# The proxy's connections carry this application_name, so a direct run (with the proxy
+# idle beside it) counts only the workers' connections.
+PROXY_APP = "lstm-tune-proxy"
+
+
+def _sample_connections(
+    conninfo: str, db: str, with_proxy: bool, stop: threading.Event, out: list[int]
+) -> None:
     import psycopg
 
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+    if not with_proxy:
+        query += f" AND application_name <> '{PROXY_APP}'"
     with psycopg.connect(conninfo, autocommit=True) as conn:
         while not stop.is_set():
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)
-            ).fetchone()
+            row = conn.execute(query, (db,)).fetchone()
             out.append(int(row[0]) if row else 0)
             stop.wait(0.2)
 
@@ -193,7 +202,10 @@ def run_one(
             raise RuntimeError(f"a {mode} worker did not start (said {line!r})")
     samples: list[int] = []
     stop = threading.Event()
-    sampler = threading.Thread(target=_sample_connections, args=(conninfo, db, stop, samples))
+    sampler = threading.Thread(
+        target=_sample_connections,
+        args=(conninfo, db, url.startswith("grpc:"), stop, samples),
+    )
     sampler.start()
     time.sleep(0.5)  # a first sample of the idle, connected pool
     started = time.perf_counter()
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     proxy = None
     try:
-        proxy = _start_proxy(direct_url, port)
+        proxy = _start_proxy(f"{direct_url}?application_name={PROXY_APP}", port)
         for n in args.workers:
             modes = (("PostgreSQL direct", direct_url), ("gRPC proxy", f"grpc://127.0.0.1:{port}"))
             for mode, url in modes:
@@ -351,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         "trials/s: budget / seconds from releasing the (already started) workers to the last "
         "exit; storage ms/trial: time inside storage calls, all threads, per trial run; PG "
         "connections: `pg_stat_activity` rows of the benchmark database sampled every 0.2 s "
-        "(the proxy's own included); overshoot: finished trials beyond the budget. "
+        "(direct: the workers' only; proxy: all, i.e. the proxy's); overshoot: finished "
+        "trials beyond the budget. "
         "Extrapolation to 1,000 workers: docs/kubernetes.md.\n"
     )
     publish("pool_scale", body, args.write)
