@@ -113,6 +113,12 @@ def test_each_container_runs_its_compose_service_command_and_environment() -> No
         assert container["args"] == [_as_k8s(part) for part in compose[service]["command"]], where
         env = _env(container)
         for key, value in compose[service]["environment"].items():
+            if str(value).startswith(f"${{{key}:-"):
+                # Passed through from the user's environment in compose; from the study's
+                # ConfigMap (its default there) in Kubernetes.
+                ref = (env.get(key) or {}).get("configMapKeyRef", {})
+                assert ref == {"name": "lstm-tune-study", "key": key}, f"{where}: {key}"
+                continue
             assert env.get(key) == _as_k8s(value), f"{where}: {key}"
         # Kubernetes expands $(VAR) only from variables defined before (env order matters).
         defined: set[str] = set()
