@@ -104,7 +104,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from lstm_tune.artifacts import TrialArtifacts
     from lstm_tune.progress import SearchProgress
-    from lstm_tune.storage import split_options
+    from lstm_tune.storage import check_url
     from lstm_tune.strategy import build_pruner, build_sampler
     from lstm_tune.tasks import get_task
     from lstm_tune.worker import run_search
@@ -117,7 +117,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     # Everything the user gave is checked before anything is written (storage, artifacts):
     # the storage URL's form, sampler and pruner options, then the data (read once here,
     # cached for pool workers).
-    split_options(storage)
+    check_url(storage)
     build_sampler(spec.search.sampler, spec.seed)
     build_pruner(spec.search.pruner)
     prepared = get_task(spec.task).load(spec.data, spec.seed)
@@ -492,6 +492,49 @@ def cmd_create_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Print the study's largest config, its memory estimate and a worker's request/limit."""
+    from lstm_tune.sizing import study_size
+    from lstm_tune.tasks import get_task
+
+    spec = _load_with_overrides(args.study, args.data_path)
+    prepared = get_task(spec.task).load(spec.data, spec.seed)
+    size = study_size(spec, prepared)
+    parts = size.estimate
+    print(f"largest config: {_format_params(dict(size.params))}")
+    print(
+        f"estimated peak memory: {size.estimate_mib:,.0f} MiB (base {parts.base / 2**20:,.0f}"
+        f" + weights {parts.weights / 2**20:,.0f} + activations {parts.activations / 2**20:,.0f})"
+    )
+    print(f"worker memory: request {size.request_mib}Mi, limit {size.limit_mib}Mi")
+    return 0
+
+
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    """Serve a database to workers over Optuna's gRPC storage proxy until stopped."""
+    import logging
+
+    from lstm_tune.errors import ConfigError
+    from lstm_tune.grpc_proxy import serve_proxy
+
+    storage = args.storage or os.environ.get(STORAGE_ENV)
+    if not storage:
+        raise ConfigError(
+            f"no storage given: pass --storage URL (e.g. postgresql+psycopg://user@db/optuna) "
+            f"or set ${STORAGE_ENV}"
+        )
+    # The sweeper's "failed and re-queued" lines go to the proxy's log.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    serve_proxy(
+        storage,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        on_ready=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (and exit 2) like every other
     error; ``--help`` still shows the usage."""
@@ -634,6 +677,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=256, help="inputs per batch (default 256)"
     )
     predict.set_defaults(handler=cmd_predict)
+
+    estimate = sub.add_parser(
+        "estimate", help="memory of a study's largest config: a worker's request and limit"
+    )
+    estimate.add_argument("study", help="study YAML file, e.g. studies/imdb.yaml")
+    estimate.add_argument(
+        "--data-path", help="local data file instead of the study's data.path or download"
+    )
+    estimate.set_defaults(handler=cmd_estimate)
+
+    proxy = sub.add_parser(
+        "storage-proxy", help="serve the storage to workers over Optuna's gRPC proxy"
+    )
+    proxy.add_argument(
+        "--storage", help=f"the database's URL (default: ${STORAGE_ENV}); workers use grpc://"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    proxy.add_argument("--port", type=_positive_int, default=13000, help="port (default 13000)")
+    proxy.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=10,
+        help="gRPC calls served at once, i.e. the most database connections in use (default 10)",
+    )
+    proxy.set_defaults(handler=cmd_storage_proxy)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of study files")
     schema.set_defaults(handler=cmd_schema)

@@ -64,7 +64,7 @@ __all__ = [
     "split_options",
 ]
 
-SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "grpc")
 
 # Study user attributes lstm-tune keeps: the study file it was created from (so export-best
 # and every worker read the same spec), and the shared trial budget. Here, not in worker.py,
@@ -146,7 +146,7 @@ class HeldTrial:
 
     trial_id: int
     study_id: int
-    storage: ResilientRDBStorage
+    storage: optuna.storages.BaseStorage
 
 
 # A password in a URL's user part (``//user:secret@``) or its query (``password=secret``),
@@ -234,6 +234,16 @@ def split_options(url: str) -> tuple[URL, StorageOptions]:
     return parsed.set(query=query), options
 
 
+def check_url(url: str) -> None:
+    """Raise :class:`StorageError` for a storage URL of the wrong form; connects to nothing."""
+    if url.startswith("grpc:"):
+        from lstm_tune.grpc_proxy import parse_grpc_url
+
+        parse_grpc_url(url)
+    else:
+        split_options(url)
+
+
 def require_existing_sqlite(storage_url: str) -> None:
     """Fail if ``storage_url`` names a SQLite file that does not exist.
 
@@ -298,14 +308,26 @@ def setup_lock(url: URL, connect_args: dict[str, Any] | None = None) -> Iterator
         yield
 
 
-def open_storage(url: str, *, must_exist: bool = False) -> ResilientRDBStorage:
-    """Return the Optuna storage for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://``).
+def open_storage(
+    url: str,
+    *,
+    must_exist: bool = False,
+    storage_class: type[ResilientRDBStorage] | None = None,
+) -> optuna.storages.BaseStorage:
+    """Return the Optuna storage for ``url`` (``sqlite:///path.db``, ``postgresql+psycopg://``,
+    or ``grpc://host:port`` for ``lstm-tune storage-proxy``, see :mod:`lstm_tune.grpc_proxy`).
 
     Waits (with logged retries) for a database that is not reachable yet; raises
     :class:`StorageError` for a malformed URL, an unsupported scheme, a bad option, or a
     database still unreachable after ``retry_timeout`` seconds. ``must_exist`` (read-only
     commands) refuses a SQLite file that does not exist instead of creating it.
+    ``storage_class`` replaces :class:`ResilientRDBStorage` (the proxy's own database storage
+    is a subclass).
     """
+    if url.startswith("grpc:"):
+        from lstm_tune.grpc_proxy import open_grpc_storage
+
+        return open_grpc_storage(url)
     clean, options = split_options(url)
     if must_exist:
         require_existing_sqlite(url)
@@ -317,7 +339,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> ResilientRDBStorage:
             "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT},
         }
     try:
-        return ResilientRDBStorage(
+        return (storage_class or ResilientRDBStorage)(
             clean.render_as_string(hide_password=False),
             options=options,
             engine_kwargs=engine_kwargs,
@@ -429,7 +451,7 @@ def held_trials() -> list[HeldTrial]:
         return list(_held.values())
 
 
-def _hold(storage: ResilientRDBStorage, trial_id: int) -> None:
+def _hold(storage: Any, trial_id: int) -> None:
     study_id = storage.get_study_id_of_trial(trial_id)
     with _held_lock:
         _held[trial_id] = HeldTrial(trial_id, study_id, storage)

@@ -17,6 +17,7 @@ No TensorFlow here: ``create-study`` and the read-only commands import this modu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -77,7 +78,10 @@ def open_study(
     pruner = build_pruner(spec.search.pruner)
     storage = open_storage(storage_url)
     doc = spec_to_dict(spec)
-    with storage.setup_lock():
+    # A grpc:// storage has no lock of its own: its proxy holds the one database connection
+    # pool, and Optuna's load_if_exists settles two creators of one study.
+    lock = getattr(storage, "setup_lock", contextlib.nullcontext)
+    with lock():
         study = optuna.create_study(
             storage=storage,
             study_name=study_name,

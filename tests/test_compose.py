@@ -64,7 +64,14 @@ def _config(env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
 
 def test_compose_file_is_valid_and_safe_by_default(tmp_path: Path) -> None:
     services = _config(_example_env(), tmp_path)["services"]
-    assert set(services) == {"postgres", "init", "worker", "worker-gpu", "dashboard"}
+    assert set(services) == {
+        "postgres",
+        "init",
+        "worker",
+        "worker-gpu",
+        "dashboard",
+        "storage-proxy",
+    }
 
     postgres = services["postgres"]
     assert postgres["image"].startswith("postgres:")
