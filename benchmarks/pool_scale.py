@@ -199,6 +199,10 @@ def run_one(
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if line != "ready":
+            for other in procs:
+                other.kill()
+            for other in procs:
+                other.wait()
             raise RuntimeError(f"a {mode} worker did not start (said {line!r})")
     samples: list[int] = []
     stop = threading.Event()
@@ -324,13 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     direct_url = base  # lstm-tune's defaults: heartbeat every 10 s, grace period 60 s
     results: list[Result] = []
+    failures: list[str] = []
     proxy = None
     try:
         proxy = _start_proxy(f"{direct_url}?application_name={PROXY_APP}", port)
         for n in args.workers:
             modes = (("PostgreSQL direct", direct_url), ("gRPC proxy", f"grpc://127.0.0.1:{port}"))
             for mode, url in modes:
-                result = run_one(mode, url, n, args.trials_per_worker, args.sleep, args.pg, db)
+                try:
+                    result = run_one(mode, url, n, args.trials_per_worker, args.sleep, args.pg, db)
+                except RuntimeError as exc:
+                    # A pool that cannot even start is the measurement at that size: say so
+                    # and go on with the other mode (the workers' own errors are on stderr).
+                    failures.append(f"{mode}, {n} workers: {exc}")
+                    print(f"| {mode} | {n} | did not start: {exc} |", flush=True)
+                    continue
                 print(table([result]).splitlines()[-1], flush=True)
                 results.append(result)
     finally:
@@ -358,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on the same machine, directly or through one `lstm-tune storage-proxy` (10 threads). "
         f"Measured {when}, commit {git_revision()}, Optuna {optuna.__version__}.\n\n"
         f"    {command}\n\n{table(results)}\n\n"
+        f"{''.join(f'Did not start: {line}.' + chr(10) * 2 for line in failures)}"
         "Where the storage time goes (ms per trial, the three largest kinds of call):\n\n"
         f"{where_storage_time_goes(results)}\n\n"
         "trials/s: budget / seconds from releasing the (already started) workers to the last "
