@@ -56,7 +56,11 @@ def resolve_data_path(flag: str | None) -> str | None:
 
 
 def _load_with_overrides(path: str, data_path: str | None) -> StudySpec:
-    spec = load_spec(path)
+    return _with_overrides(load_spec(path), data_path)
+
+
+def _with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
+    """``spec`` with the data path the flag or environment gives and the default cache dir."""
     data_path = resolve_data_path(data_path)
     changes: dict[str, object] = {}
     fields = type(spec.data).model_fields
@@ -239,12 +243,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from lstm_tune.tasks import get_task
 
     storage = resolve_storage(args.storage, Path("studies") / f"{args.study_name}.db")
-    data_path = resolve_data_path(args.data_path)
-    base = best_config(
-        storage, args.study_name, data_path=str(Path(data_path).resolve()) if data_path else None
-    )
-    if "cache_dir" in type(base.data).model_fields and base.data.cache_dir is None:
-        base = with_data(base, cache_dir=default_cache_dir())
+    base = _with_overrides(best_config(storage, args.study_name), args.data_path)
     study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
     trials = top_trials(study, args.finalists)
     prepared = get_task(base.task).load(base.data, base.seed)

@@ -67,8 +67,6 @@ PARAM_LIMITS: dict[str, tuple[float, float]] = {
     "sequence_length": (1, 5000),
     "batch_size": (1, 4096),
 }
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc")
-PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")
 DEFAULT_TASK = "text_classification"
 # numpy and TensorFlow seeds are unsigned 32-bit.
 MAX_SEED = 2**32 - 1

@@ -243,6 +243,21 @@ def _open_text(path: Path) -> io.TextIOWrapper:
     return io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="")
 
 
+def read_text_lines(path: Path, what: str = "input") -> Iterator[str]:
+    """Non-empty lines of a UTF-8 text file (new inputs, prompts); DataError naming the file."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield line.rstrip("\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what} file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text at byte {exc.start}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} file: {exc.strerror}") from None
+
+
 def read_csv_rows(
     path: Path, required: dict[str, str], optional: Iterable[str] = ()
 ) -> Iterator[tuple[int, dict[str, str]]]:

@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lstm_tune import preflight
+from lstm_tune.data import read_text_lines
 from lstm_tune.errors import DataError
 from lstm_tune.tasks import register
 from lstm_tune.tasks.base import (
@@ -263,15 +264,7 @@ class LanguageModel(Task):
 
     def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
         """Prompts: the non-empty lines of a UTF-8 text file."""
-        try:
-            with path.open(encoding="utf-8") as lines:
-                for line in lines:
-                    if line.strip():
-                        yield line.rstrip("\n")
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such prompt file") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text at byte {exc.start}") from None
+        return read_text_lines(path, "prompt")
 
     def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> str:
         """A prompt with at least one token to continue from."""

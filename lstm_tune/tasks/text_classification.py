@@ -29,6 +29,7 @@ from lstm_tune.data import (
     encode_text,
     load_corpus,
     read_csv_rows,
+    read_text_lines,
     review_lengths,
     sample_of,
     split_validation,
@@ -238,7 +239,7 @@ class TextClassification(Task):
     def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
         """Texts: the model's text column of a CSV(.gz), or every non-empty line of a .txt."""
         if path.suffix == ".txt":
-            yield from _text_lines(path)
+            yield from read_text_lines(path)
             return
         column = state["text_column"]
         for _line, row in read_csv_rows(path, {column: "the model's text column"}):
@@ -303,21 +304,6 @@ class TextClassification(Task):
         val_lengths = review_lengths(prepared.validation)
         forward = np.concatenate([val_lengths, *[val_lengths[:sample_size]] * checkpoints])
         return preflight.estimate_epoch_seconds(params, review_lengths(prepared.fit), forward)
-
-
-def _text_lines(path: Path) -> Iterator[str]:
-    """Non-empty lines of a UTF-8 text file; DataError naming the file otherwise."""
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    yield line.rstrip("\n")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such input file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text at byte {exc.start}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read input file: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- model
