@@ -261,7 +261,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         )
     metric = base.search.metric
 
-    def report_run(finalist: Finalist, seed: int) -> None:
+    def report_run(finalist: Finalist, seed: int, _model: object) -> None:
         value = finalist.values[-1]
         print(f"trial {finalist.trial_number} seed {seed}: {metric}={value:.4f}", flush=True)
 

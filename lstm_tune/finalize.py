@@ -15,7 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -24,6 +24,9 @@ from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import ConfigError
 from lstm_tune.tasks import get_task
 from lstm_tune.tasks.base import Prepared
+
+if TYPE_CHECKING:
+    import keras
 
 FINALISTS_ATTR = "lstm_tune_finalists"
 
@@ -99,12 +102,13 @@ def revalidate(
     *,
     seeds: int,
     budget: float | None,
-    on_run: Callable[[Finalist, int], None] | None = None,
+    on_run: Callable[[Finalist, int, keras.Model], None] | None = None,
 ) -> list[Finalist]:
     """Retrain each trial's config with seeds ``spec.seed``, ``spec.seed + 1``, ...; the
     value of a run is its last epoch's validation value (what ``train`` keeps). Seeds run
     round-robin over the finalists, so a budget that runs out leaves each with as many runs
-    as the others (or one fewer)."""
+    as the others (or one fewer). ``on_run`` sees each run's finalist, seed and trained
+    model (e.g. to evaluate it further)."""
     import keras
 
     from lstm_tune.training import fit
@@ -132,7 +136,7 @@ def revalidate(
             )
             finalist.values.append(recorder.values[-1])
             if on_run is not None:
-                on_run(finalist, seed)
+                on_run(finalist, seed, model)
     return finalists
 
 
