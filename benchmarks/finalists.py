@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-
 from _common import ROOT, git_revision, machine_line, publish
+
 from lstm_tune.cli import _with_overrides
 from lstm_tune.export import best_config
 from lstm_tune.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
@@ -39,13 +39,26 @@ from lstm_tune.storage import open_storage
 from lstm_tune.tasks import get_task
 
 
-def run_search(study_file: Path, data_path: str, storage: str, name: str, budget: int,
-               workdir: Path) -> float:
+def run_search(
+    study_file: Path, data_path: str, storage: str, name: str, budget: int, workdir: Path
+) -> float:
     """Phase 1: ``lstm-tune search`` with a timeout; returns its wall time in seconds."""
     command = [
-        sys.executable, "-m", "lstm_tune.cli", "search", str(study_file),
-        "--data-path", data_path, "--storage", storage, "--study-name", name,
-        "--artifact-dir", str(workdir / "artifacts"), "--timeout", str(budget),
+        sys.executable,
+        "-m",
+        "lstm_tune.cli",
+        "search",
+        str(study_file),
+        "--data-path",
+        data_path,
+        "--storage",
+        storage,
+        "--study-name",
+        name,
+        "--artifact-dir",
+        str(workdir / "artifacts"),
+        "--timeout",
+        str(budget),
     ]
     started = time.perf_counter()
     with open(workdir / "search.log", "w", encoding="utf-8") as log:
@@ -88,8 +101,10 @@ def main() -> None:
     prepared = task.load(base.data, base.seed)
     trials = top_trials(study, args.finalists)
     estimate = estimated_seconds(base, prepared, trials, args.seeds)
-    print(f"{len(trials)} finalists x {args.seeds} seeds, estimated {estimate / 60:.1f} min",
-          flush=True)
+    print(
+        f"{len(trials)} finalists x {args.seeds} seeds, estimated {estimate / 60:.1f} min",
+        flush=True,
+    )
 
     tests: dict[int, list[float]] = {t.number: [] for t in trials}
     run_seconds: list[dict[str, Any]] = []
@@ -99,16 +114,21 @@ def main() -> None:
         metrics = task.evaluate(model, prepared, finalist.params)
         tests[finalist.trial_number].append(float(metrics[args.test_metric]))
         now = time.perf_counter()
-        run_seconds.append({"trial": finalist.trial_number, "seed": seed,
-                            "seconds": now - last[0]})
+        run_seconds.append(
+            {"trial": finalist.trial_number, "seed": seed, "seconds": now - last[0]}
+        )
         last[0] = now
-        print(f"trial {finalist.trial_number} seed {seed}: validation "
-              f"{finalist.values[-1]:.4f}, test {tests[finalist.trial_number][-1]:.4f}, "
-              f"{run_seconds[-1]['seconds']:.0f} s", flush=True)
+        print(
+            f"trial {finalist.trial_number} seed {seed}: validation "
+            f"{finalist.values[-1]:.4f}, test {tests[finalist.trial_number][-1]:.4f}, "
+            f"{run_seconds[-1]['seconds']:.0f} s",
+            flush=True,
+        )
 
     started = last[0] = time.perf_counter()
-    finalists = revalidate(base, prepared, trials, seeds=args.seeds, budget=None,
-                           on_run=evaluate_run)
+    finalists = revalidate(
+        base, prepared, trials, seeds=args.seeds, budget=None, on_run=evaluate_run
+    )
     finalize_seconds = time.perf_counter() - started
     chosen = winner(base, finalists)
     best_trial = finalists[0]
@@ -128,48 +148,59 @@ def main() -> None:
         tests[best_trial.trial_number]
     )
     search_line = (
-        f"search: {search_seconds / 60:.1f} min" if search_seconds is not None
+        f"search: {search_seconds / 60:.1f} min"
+        if search_seconds is not None
         else "search: an existing study (its command is given beside this section)"
     )
-    body = "\n".join([
-        f"## finalists_{base.name}",
-        "",
-        f"Command: `python benchmarks/finalists.py --study {args.study} "
-        f"--data-path {args.data_path} --finalists {args.finalists} --seeds {args.seeds}"
-        f"{f' --search-budget {args.search_budget}' if args.search_budget else ''} --write` "
-        f"(commit {git_revision()})",
-        f"Machine: {machine_line()}. One run.",
-        "",
-        f"{search_line}; {complete} trials complete, {pruned} pruned. Each finalist is "
-        f"retrained from scratch for its trial's best epoch count with seeds "
-        f"{base.seed}..{base.seed + args.seeds - 1} on the search's fit/validation split "
-        f"({task.size(prepared.fit)} / {task.size(prepared.validation)}), then evaluated on "
-        f"the {task.size(prepared.test)} test examples. Validation = {metric} at the last "
-        f"epoch (what `finalize` ranks by); test = {args.test_metric}.",
-        "",
-        f"| trial | search {metric} | epochs | re-validated {metric} (mean ± std) | "
-        f"test {args.test_metric} (mean ± std) | test per seed | params |",
-        "|---|---:|---:|---:|---:|---|---|",
-        *rows,
-        "",
-        f"- Single best trial (trial {best_trial.trial_number}) retrained once with seed "
-        f"{base.seed}, what `export-best` + `train` give: test {args.test_metric} "
-        f"{tests[best_trial.trial_number][0]:.4f} (over {len(tests[best_trial.trial_number])} "
-        f"seeds: {_mean_std(tests[best_trial.trial_number])}).",
-        f"- `finalize` exports trial {chosen.trial_number}: test {args.test_metric} "
-        f"{_mean_std(tests[chosen.trial_number])}; its mean minus the best trial's mean: "
-        f"{picked_better:+.4f}.",
-        f"- Cost: {finalize_seconds / 60:.1f} min for {sum(len(f.values) for f in finalists)} "
-        f"retrainings (pre-flight estimate {estimate / 60:.1f} min), against "
-        f"{one_run / 60:.1f} min for the one retraining of the best trial: "
-        f"{finalize_seconds / one_run:.1f}x.",
-    ])
-    (args.workdir / "finalists.json").write_text(json.dumps({
-        "finalists": [f.as_dict() | {"test": tests[f.trial_number]} for f in finalists],
-        "chosen": chosen.trial_number, "runs": run_seconds,
-        "finalize_seconds": finalize_seconds, "estimate_seconds": estimate,
-        "search_seconds": search_seconds,
-    }, indent=2), encoding="utf-8")
+    body = "\n".join(
+        [
+            f"## finalists_{base.name}",
+            "",
+            f"Command: `python benchmarks/finalists.py --study {args.study} "
+            f"--data-path {args.data_path} --finalists {args.finalists} --seeds {args.seeds}"
+            f"{f' --search-budget {args.search_budget}' if args.search_budget else ''} --write` "
+            f"(commit {git_revision()})",
+            f"Machine: {machine_line()}. One run.",
+            "",
+            f"{search_line}; {complete} trials complete, {pruned} pruned. Each finalist is "
+            f"retrained from scratch for its trial's best epoch count with seeds "
+            f"{base.seed}..{base.seed + args.seeds - 1} on the search's fit/validation split "
+            f"({task.size(prepared.fit)} / {task.size(prepared.validation)}), then evaluated on "
+            f"the {task.size(prepared.test)} test examples. Validation = {metric} at the last "
+            f"epoch (what `finalize` ranks by); test = {args.test_metric}.",
+            "",
+            f"| trial | search {metric} | epochs | re-validated {metric} (mean ± std) | "
+            f"test {args.test_metric} (mean ± std) | test per seed | params |",
+            "|---|---:|---:|---:|---:|---|---|",
+            *rows,
+            "",
+            f"- Single best trial (trial {best_trial.trial_number}) retrained once with seed "
+            f"{base.seed}, what `export-best` + `train` give: test {args.test_metric} "
+            f"{tests[best_trial.trial_number][0]:.4f} (over {len(tests[best_trial.trial_number])} "
+            f"seeds: {_mean_std(tests[best_trial.trial_number])}).",
+            f"- `finalize` exports trial {chosen.trial_number}: test {args.test_metric} "
+            f"{_mean_std(tests[chosen.trial_number])}; its mean minus the best trial's mean: "
+            f"{picked_better:+.4f}.",
+            f"- Cost: {finalize_seconds / 60:.1f} min for {sum(len(f.values) for f in finalists)} "
+            f"retrainings (pre-flight estimate {estimate / 60:.1f} min), against "
+            f"{one_run / 60:.1f} min for the one retraining of the best trial: "
+            f"{finalize_seconds / one_run:.1f}x.",
+        ]
+    )
+    (args.workdir / "finalists.json").write_text(
+        json.dumps(
+            {
+                "finalists": [f.as_dict() | {"test": tests[f.trial_number]} for f in finalists],
+                "chosen": chosen.trial_number,
+                "runs": run_seconds,
+                "finalize_seconds": finalize_seconds,
+                "estimate_seconds": estimate,
+                "search_seconds": search_seconds,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     publish(f"finalists_{base.name}", body, args.write)
 
 
