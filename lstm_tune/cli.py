@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -199,8 +200,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"best_epoch={best.user_attrs.get('best_epoch')} {_format_params(best.params)}"
     )
     print(
-        f"export it: lstm-tune export-best --study-name {study_name} --storage "
-        f"{absolute_url(storage)} -o best.yaml"
+        f"export it: lstm-tune export-best --study-name {shlex.quote(study_name)} --storage "
+        f"{shlex.quote(absolute_url(storage))} -o best.yaml"
     )
     return 0
 

@@ -485,6 +485,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         # Until the database has answered once, a wrong host or port is a mistake to report
         # within seconds, not an outage to wait out (see ``first_contact_timeout``).
         self._reached = False
+        self._heartbeat_refused: set[int] = set()
         heartbeat: dict[str, Any] = {}
         # Heartbeats and their retry callback are "experimental" in Optuna 5; we rely on them on
         # purpose (tests/test_storage.py pins their behaviour), so silence that warning.
@@ -576,6 +577,22 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
 
     # Optuna's trial life cycle, plus the ledger and idempotent retries.
 
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Record a running trial's heartbeat (retried while unreachable); a refusal is logged.
+
+        This runs in Optuna's heartbeat thread, where an exception would print a thread
+        traceback and end the heartbeats for good. A storage that refuses writes (read-only,
+        full) is met by the main thread's next write too, which stops the worker with one
+        line; heartbeats resume by themselves if the storage takes writes again first.
+        """
+        base = optuna.storages.RDBStorage.record_heartbeat
+        try:
+            self._with_retry("record_heartbeat", lambda: base(self, trial_id))
+        except StorageError as exc:
+            if trial_id not in self._heartbeat_refused:
+                self._heartbeat_refused.add(trial_id)
+                _log.warning("heartbeat of a running trial not recorded: %s", exc)
+
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
@@ -660,11 +677,22 @@ class _LoggingRetryCallback(RetryHeartbeatStaleTrialCallback):
             )
 
 
+# SQLite says "unable to open database file" when it cannot create its journal beside the
+# database, which is what a volume gone read-only (or a directory without write permission)
+# looks like mid-run; the bare message reads like a wrong path.
+_SQLITE_HINTS = {
+    "unable to open database file": "its directory is not writable: read-only volume or "
+    "permissions?",
+    "attempt to write a readonly database": "read-only volume or file permissions?",
+}
+
+
 def _short(exc: BaseException) -> str:
     root = _root_db_error(exc)
     orig = getattr(root, "orig", None) or root or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"{type(orig).__name__}: {text}"[:200]
+    hint = _SQLITE_HINTS.get(text) if "sqlite" in type(orig).__module__ else None
+    return f"{type(orig).__name__}: {text}{f' ({hint})' if hint else ''}"[:200]
 
 
 _RETRIED = (
@@ -693,7 +721,6 @@ _RETRIED = (
     "_get_trials",
     "_set_trial_param",
     "_get_best_trial_id",
-    "record_heartbeat",
     "_get_stale_trial_ids",
 )
 

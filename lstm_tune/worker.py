@@ -136,4 +136,27 @@ def run_search(
         )
     except optuna.exceptions.StorageInternalError as exc:
         raise StorageError(f"storage failed during the search: {_short(exc)}") from exc
+    except AssertionError as exc:
+        # When the storage refuses the write that ends a trial (read-only volume, full disk),
+        # Optuna's trial runner asserts "Should not reach." over the storage's own error.
+        refused = _storage_error_behind(exc)
+        if refused is None:
+            raise
+        raise StorageError(
+            f"{refused}; the running trial could not be ended: a worker that starts a trial "
+            f"once the storage takes writes again fails it as stale (no heartbeat for the URL's "
+            f"grace_period) and re-queues its params"
+        ) from exc
     return SearchOutcome(study, count_finished(study), budget, stop.reason, stop.gave_up)
+
+
+def _storage_error_behind(exc: BaseException) -> StorageError | None:
+    """The :class:`StorageError` an exception was raised over, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a trial's failure chains a handful of levels at most
+        if seen is None:
+            return None
+        if isinstance(seen, StorageError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

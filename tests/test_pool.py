@@ -6,8 +6,10 @@ Each trial trains a tiny LSTM on a few hundred reviews (seconds), so faults land
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_SPACE, write_slice
+from conftest import TINY_SPACE, require_or_skip, write_slice
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.pool import StopRequested, graceful_stop, stop_behind
@@ -429,3 +431,86 @@ def test_a_password_in_the_storage_url_appears_nowhere(
     for secret in (user_secret, query_secret):
         leaks = [where for where, text in texts.items() if secret in text]
         assert not leaks, f"{secret} found in {leaks}"
+
+
+@pytest.fixture(scope="module")
+def slow_trial_study(tiny_study: Path) -> Path:
+    """The tiny study with trials long enough (30 epochs, seconds) to be caught mid-trial."""
+    doc = yaml.safe_load(tiny_study.read_text())
+    doc["training"]["epochs"] = 30
+    path = tiny_study.parent / "slow_trial.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _epochs_of_the_running_trial(url: str) -> int:
+    running = [t for t in _trials(url) if t.state == TrialState.RUNNING]
+    return len(running[0].intermediate_values) if running else 0
+
+
+def _fill(volume: Path) -> Path:
+    """Write a file on ``volume`` until the file system says it is full."""
+    filler = volume / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_a_storage_that_stops_taking_writes_mid_trial_is_one_line_and_loses_no_trial(
+    fault: str, slow_trial_study: Path, tmp_path: Path
+) -> None:
+    """The SQLite file's volume goes read-only, or fills up, while a trial trains: the worker
+    stops with exit 2 and one line naming the cause (no traceback, no "Should not reach."),
+    and once the volume takes writes again the next search fails the stranded trial as stale
+    and runs its params again: nothing is left RUNNING and no config is lost."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        require_or_skip("mounting a small tmpfs (and binding it read-only) needs root")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(volume)], check=True)
+    try:
+        url = f"sqlite:///{volume / 'study.db'}?{FAST_HEARTBEAT}"
+        log = tmp_path / "worker.log"
+        worker = _start(_search(slow_trial_study, "--storage", url, "--n-trials", "1"), log)
+        _wait_for("a trial's second epoch", lambda: _epochs_of_the_running_trial(url) >= 2)
+        if fault == "read-only":
+            # The tmpfs itself cannot be remounted read-only while the worker holds its file
+            # open for writing; a read-only bind over it leaves that open file writable but
+            # refuses the journal SQLite creates beside it for every write, as a volume gone
+            # read-only does.
+            subprocess.run(["mount", "--bind", str(volume), str(volume)], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(volume)], check=True)
+            cause = "not writable: read-only volume"
+        else:
+            filler = _fill(volume)
+            cause = "database or disk is full"
+        code = worker.wait(timeout=60)
+        output = log.read_text()
+        errors = [line for line in output.splitlines() if line.startswith("lstm-tune: error:")]
+        assert code == 2, output[-3000:]
+        assert len(errors) == 1 and cause in errors[0], output[-3000:]
+        assert "Traceback" not in output and "Should not reach" not in output, output[-3000:]
+        if fault == "read-only":
+            subprocess.run(["umount", str(volume)], check=True)  # the bind: writable again
+        else:
+            filler.unlink()
+        assert _epochs_of_the_running_trial(url) >= 2  # stranded: nobody could end it
+        time.sleep(3.5)  # the URL's grace_period: its heartbeat is now stale
+        recovery = subprocess.run(
+            _search(slow_trial_study, "--storage", url, "--n-trials", "1"),
+            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=180,
+        )  # fmt: skip
+        assert recovery.returncode == 0, recovery.stderr[-3000:]
+        assert "failed and its params re-queued" in recovery.stderr
+        trials = _trials(url)
+        _requeued_cleanly(trials)
+        assert _states(trials) == Counter({"FAIL": 1, "COMPLETE": 1}), _states(trials)
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(volume)], check=False)
