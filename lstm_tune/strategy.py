@@ -81,10 +81,44 @@ def _simple_types(annotation: Any) -> tuple[type, ...] | None:
     return tuple(members) if members and all(m in plain for m in members) else None
 
 
+# Numeric options Optuna's constructors take without a check (Optuna 4/5: a negative
+# ``sigma0``, ``n_startup_trials: -1``, ``n_ei_candidates: 0``, Hyperband's
+# ``reduction_factor: 1``); they fail later, mid-search, or never run the intended algorithm.
+# Option names mean the same in every sampler and pruner that has them. (Optuna checks its
+# other numeric options itself, e.g. the median pruner's, and those errors pass through.)
+# Each entry: the bound and whether the value may equal it.
+_LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "n_startup_trials": (0, True),
+    "n_ei_candidates": (1, True),
+    "prior_weight": (0, False),
+    "sigma0": (0, False),
+    "popsize": (1, True),
+    "inc_popsize": (1, True),
+    "min_resource": (1, True),
+    "max_resource": (1, True),
+    "reduction_factor": (2, True),
+}
+
+
+def _check_bounds(kind: str, name: str, options: dict[str, Any]) -> None:
+    for option, value in options.items():
+        bound = _LOWER_BOUNDS.get(option)
+        if bound is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        lowest, inclusive = bound
+        if value < lowest or (value == lowest and not inclusive):
+            allowed = f">= {lowest:g}" if inclusive else f"> {lowest:g}"
+            raise ConfigError(
+                f"search.{kind}.options.{option}: got {value!r}; expected a number {allowed} "
+                f"(the {name!r} {kind}'s option)"
+            )
+
+
 def _construct(
     kind: str, name: str, factory: Callable[..., Any], options: dict[str, Any], **defaults: Any
 ) -> Any:
     _check_kinds(kind, name, factory, options)
+    _check_bounds(kind, name, options)
     try:
         return factory(**{**defaults, **options})
     except (TypeError, ValueError) as exc:

@@ -17,8 +17,13 @@ START_TIMEOUT_S = 60.0  # importing optuna-dashboard on a busy 2-core machine ta
 
 
 @contextmanager
-def dashboard_process(storage_url: str, artifact_dir: Path) -> Iterator[str]:
-    """Run ``lstm-tune dashboard`` on a free port; yield its base URL (``.../dashboard/``)."""
+def dashboard_process(
+    storage_url: str, artifact_dir: Path, output: list[str] | None = None
+) -> Iterator[str]:
+    """Run ``lstm-tune dashboard`` on a free port; yield its base URL (``.../dashboard/``).
+
+    ``output``, when given, receives every line the dashboard prints while it runs.
+    """
     cmd = [
         sys.executable, "-m", "lstm_tune.cli", "dashboard",
         "--storage", storage_url, "--port", "0", "--artifact-dir", str(artifact_dir),
@@ -30,6 +35,8 @@ def dashboard_process(storage_url: str, artifact_dir: Path) -> Iterator[str]:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.put(line)
+            if output is not None:
+                output.append(line)
 
     threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []

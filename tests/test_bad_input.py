@@ -129,6 +129,18 @@ CASES: dict[str, Case] = {
         section("search", pruner={"name": "median", "options": {"n_startup_trials": 1.5}}),
         says="search.pruner.options.n_startup_trials: got 1.5",
     ),
+    "cmaes sigma0 negative": _search(
+        section("search", sampler={"name": "cmaes", "options": {"sigma0": -1}}),
+        says="search.sampler.options.sigma0: got -1; expected a number > 0",
+    ),
+    "tpe n_startup_trials negative": _search(
+        section("search", sampler={"name": "tpe", "options": {"n_startup_trials": -1}}),
+        says="search.sampler.options.n_startup_trials: got -1; expected a number >= 0",
+    ),
+    "hyperband reduction_factor 1": _search(
+        section("search", pruner={"name": "hyperband", "options": {"reduction_factor": 1}}),
+        says="search.pruner.options.reduction_factor: got 1; expected a number >= 2",
+    ),
     "sampler options not a mapping": _search(
         section("search", sampler={"name": "tpe", "options": [1]}), says="sampler.options"
     ),

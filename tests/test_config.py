@@ -136,7 +136,6 @@ def _broken(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
         ),
         (lambda d: d.update(seed=2**40), r"seed: got 1099511627776; expected <= 4294967295"),
         (lambda d: d["search"].update(timeout=float("nan")), r"search\.timeout: got nan"),
-
         (
             lambda d: d["space"].update(dropout_rate={"low": 0.0, "high": 0.1, "log": True}),
             r"space\.dropout_rate\.low: got 0\.0; expected a value > 0 when log: true",

@@ -7,6 +7,7 @@ Each trial trains a tiny LSTM on a few hundred reviews (seconds), so faults land
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _servers import api_url, dashboard_process, get_json
 from conftest import TINY_SPACE, require_or_skip, write_slice
 from optuna.trial import FrozenTrial, TrialState
 
@@ -423,6 +425,14 @@ def test_a_password_in_the_storage_url_appears_nowhere(
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
         )  # fmt: skip
         outputs[name] = run.stdout + run.stderr
+    dashboard_output: list[str] = []
+    with dashboard_process(url, tmp_path / "artifacts", dashboard_output) as base:
+        summaries = get_json(api_url(base, "studies"))["study_summaries"]
+        study_id = summaries[0]["study_id"]
+        outputs["dashboard pages"] = json.dumps(summaries) + json.dumps(
+            get_json(api_url(base, f"studies/{study_id}?after=0"))
+        )
+    outputs["dashboard"] = "".join(dashboard_output)
     assert "***" in outputs["search"]  # the URL is printed, redacted
     files = [best, report, *tiny_study.parent.joinpath("artifacts").rglob("*")]
     texts = {**outputs, **{str(f): f.read_bytes().decode(errors="replace") for f in files
