@@ -12,13 +12,17 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; users can override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lstm_tune.config import StudySpec, load_spec, with_data  # noqa: E402
 from lstm_tune.errors import LstmTuneError  # noqa: E402
+
+if TYPE_CHECKING:
+    from lstm_tune.layout import Threads
+    from lstm_tune.tasks.base import Prepared
 
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
@@ -105,6 +109,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search until the study's trial budget is reached."""
     # The study file is checked before TensorFlow is imported, so a mistake costs no wait.
     spec = _load_with_overrides(args.study, args.data_path)
+    threads_override = _threads_from_env()
     import optuna
 
     from lstm_tune.artifacts import TrialArtifacts
@@ -126,8 +131,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     build_sampler(spec.search.sampler, spec.seed)
     build_pruner(spec.search.pruner)
     prepared = get_task(spec.task).load(spec.data, spec.seed)
-    if args.workers > 1:
-        return _search_pool(args, spec, storage, study_name)
+    workers, threads = _layout(args, spec, prepared)
+    if threads_override is not None:
+        threads = threads_override
+    if workers > 1:
+        return _search_pool(args, spec, storage, study_name, workers, threads)
+    from lstm_tune.layout import apply_threads
+
+    print(f"TensorFlow threads: {apply_threads(threads)}", flush=True)
 
     artifact_dir = resolve_artifact_dir(
         args.artifact_dir, Path(args.study).resolve().parent / "artifacts"
@@ -368,8 +379,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_name: str) -> int:
-    """``search --workers N``: create the study once, then N worker processes share it."""
+def _threads_from_env() -> Threads | None:
+    """``$LSTM_TUNE_THREADS`` parsed (checked before anything is written), or None."""
+    from lstm_tune.layout import THREADS_ENV, parse_threads
+
+    text = os.environ.get(THREADS_ENV, "").strip()
+    return parse_threads(text) if text else None
+
+
+def _layout(args: argparse.Namespace, spec: StudySpec, prepared: Prepared) -> tuple[int, Threads]:
+    """Worker processes and threads for ``search``: ``--workers auto`` by the layout rule,
+    ``--workers N`` with the usable cores split among the N."""
+    from lstm_tune.layout import auto_layout, threads_for, usable_cores
+
+    cores = usable_cores()
+    if args.workers != AUTO:
+        return int(args.workers), threads_for(int(args.workers), cores)
+    from lstm_tune.preflight import MAX_SHARE_OF_AVAILABLE, available_memory_bytes
+    from lstm_tune.sizing import study_size
+
+    layout = auto_layout(
+        cores=cores,
+        worker_bytes=study_size(spec, prepared).estimate.total,
+        available_bytes=available_memory_bytes(),
+        max_share=MAX_SHARE_OF_AVAILABLE,
+        trials=args.n_trials or spec.search.n_trials,
+    )
+    print(
+        f"--workers auto: {layout.workers} worker(s), TensorFlow threads {layout.threads} "
+        f"each ({layout.reason})",
+        flush=True,
+    )
+    return layout.workers, layout.threads
+
+
+def _search_pool(
+    args: argparse.Namespace,
+    spec: StudySpec,
+    storage: str,
+    study_name: str,
+    workers: int,
+    threads: Threads,
+) -> int:
+    """``search --workers N``: create the study once, then N worker processes share it, each
+    with ``threads`` (passed as ``$LSTM_TUNE_THREADS``)."""
+    from lstm_tune.layout import THREADS_ENV
     from lstm_tune.pool import run_pool
     from lstm_tune.storage import absolute_url
     from lstm_tune.worker import open_study
@@ -378,7 +432,7 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
         spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
     )
     print(
-        f"pool of {args.workers} workers on study {study_name!r} at {absolute_url(storage)}",
+        f"pool of {workers} workers on study {study_name!r} at {absolute_url(storage)}",
         flush=True,
     )
 
@@ -398,7 +452,8 @@ def _search_pool(args: argparse.Namespace, spec: StudySpec, storage: str, study_
                 argv += [flag, str(value)]
         return argv
 
-    result = run_pool(worker_argv, args.workers, env={**os.environ, STORAGE_ENV: storage})
+    env = {**os.environ, STORAGE_ENV: storage, THREADS_ENV: threads.as_env()}
+    result = run_pool(worker_argv, workers, env=env)
     print(
         f"pool finished: worker exit codes {result.exit_codes}"
         + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""),
@@ -573,9 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_workers,
         default=1,
-        help="worker processes on this machine sharing the study (default 1)",
+        help="worker processes on this machine sharing the study (default 1), or 'auto': one "
+        "single-threaded worker per core, as memory and the trial budget allow; "
+        "$LSTM_TUNE_THREADS=N[,M] sets each worker's intra-op[,inter-op] threads",
     )
     search.add_argument("--accept-changes", action="store_true", help=_ACCEPT_CHANGES_HELP)
     # Set by `--workers N` for each worker it starts (sampling does not depend on it).
@@ -724,6 +781,19 @@ def _version() -> str:
         return metadata.version("lstm-tune")
     except metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+AUTO = "auto"
+
+
+def _workers(text: str) -> int | str:
+    """An argparse type: a worker count >= 1, or ``auto``."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; expected a count >= 1 or 'auto'") from None
 
 
 def _positive_int(text: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,7 @@ class Case:
     files: dict[str, object]
     argv: list[str]
     says: str  # a fragment the one line must contain
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for it
 
 
 def _search(doc: object, data: object = GOOD_CSV, *flags: str, says: str) -> Case:
@@ -128,6 +129,21 @@ CASES: dict[str, Case] = {
     "pruner option of the wrong type": _search(
         section("search", pruner={"name": "median", "options": {"n_startup_trials": 1.5}}),
         says="search.pruner.options.n_startup_trials: got 1.5",
+    ),
+    "LSTM_TUNE_THREADS not a count": Case(
+        {"s.yaml": study(), "data.csv": GOOD_CSV},
+        ["search", "s.yaml"],
+        "LSTM_TUNE_THREADS: got '2 threads'; expected N or N,M",
+        env={"LSTM_TUNE_THREADS": "2 threads"},
+    ),
+    "LSTM_TUNE_THREADS three numbers": Case(
+        {"s.yaml": study(), "data.csv": GOOD_CSV},
+        ["search", "s.yaml", "--workers", "auto"],
+        "LSTM_TUNE_THREADS: got '1,1,1'",
+        env={"LSTM_TUNE_THREADS": "1,1,1"},
+    ),
+    "--workers neither a count nor auto": _search(
+        study(), GOOD_CSV, "--workers", "many", says="expected a count >= 1 or 'auto'"
     ),
     "cmaes sigma0 negative": _search(
         section("search", sampler={"name": "cmaes", "options": {"sigma0": -1}}),
@@ -283,6 +299,8 @@ def test_bad_input_gives_one_line_exit_2_and_writes_nothing(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LSTM_TUNE_STORAGE", raising=False)
     monkeypatch.setenv("LSTM_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    for variable, value in case.env.items():
+        monkeypatch.setenv(variable, value)
     _write(tmp_path, case.files)
     before = _tree(tmp_path)
     started = time.perf_counter()

@@ -26,6 +26,7 @@ from _servers import api_url, dashboard_process, get_json
 from conftest import TINY_SPACE, require_or_skip, write_slice
 from optuna.trial import FrozenTrial, TrialState
 
+from lstm_tune.layout import threads_for, usable_cores
 from lstm_tune.pool import StopRequested, graceful_stop, stop_behind
 from lstm_tune.storage import open_storage
 
@@ -201,6 +202,35 @@ def test_a_local_pool_on_the_default_sqlite_file_loses_no_trial(tiny_study: Path
     assert "Traceback" not in run.stdout + run.stderr
     # Exactly the budget: no trial lost, none failed, none left RUNNING, none past the budget.
     assert _states(_trials(f"sqlite:///{db}")) == Counter(COMPLETE=2)
+    # Two workers share the usable cores: each states the threads TensorFlow gave it.
+    each = threads_for(2, usable_cores()).intra
+    for worker in ("w0", "w1"):
+        assert f"[{worker}] TensorFlow threads: intra-op {each}, inter-op default" in run.stdout
+
+
+@pytest.mark.slow
+def test_workers_auto_fills_the_cores_and_each_worker_states_its_threads(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    run = subprocess.run(
+        _search(tiny_study, "--workers", "auto", "--n-trials", "2", "--storage", url),
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    workers = min(usable_cores(), 2)  # the budget caps the rule's one worker per core
+    assert f"--workers auto: {workers} worker(s)" in run.stdout, run.stdout[-3000:]
+    if workers > 1:
+        assert run.stdout.count("TensorFlow threads: intra-op 1, inter-op default") == workers
+    assert _states(_trials(url)) == Counter(COMPLETE=2)
+    # The variable overrides the rule; "0" keeps TensorFlow's own default.
+    again = subprocess.run(
+        _search(tiny_study, "--workers", "auto", "--n-trials", "3", "--storage", url),
+        capture_output=True, text=True, env={**_env(), "LSTM_TUNE_THREADS": "0"}, cwd=ROOT,
+        timeout=400,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "TensorFlow threads: intra-op default, inter-op default" in again.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,147 @@
+"""How a machine is shared: the number of worker processes and TensorFlow's threads in each.
+
+An LSTM step is a chain of small matrix products: one TensorFlow process uses a second
+thread poorly (1.5-1.6x one thread) and cannot fill a many-core host, while whole processes
+scale with the cores. Measured on a 2-core machine (issue 20; BENCHMARKS.md
+``pool_throughput``): 2 processes with 1 intra-op thread each trained more steps per second
+than 1 process with TensorFlow's default threads and than 2 unpinned processes, and the gap
+widened when something else competed for the cores.
+
+So ``--workers auto`` follows a rule, not a calibration run: one single-threaded worker per
+usable core, fewer when the pre-flight memory estimate of the study's largest config does not
+fit that many times (the spare cores then go to each worker's threads), and never more
+workers than trials. A calibration would cost every search minutes of training before its
+first trial for a choice the rule already makes on the machines measured; the rule is checked
+by the ``pool_throughput`` benchmark instead.
+
+``LSTM_TUNE_THREADS`` overrides the threads: ``N`` (intra-op) or ``N,M`` (intra-op,
+inter-op); ``0`` leaves TensorFlow's default (all cores) in place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstm_tune.errors import ConfigError
+
+THREADS_ENV = "LSTM_TUNE_THREADS"
+
+__all__ = [
+    "THREADS_ENV",
+    "Layout",
+    "Threads",
+    "apply_threads",
+    "auto_layout",
+    "parse_threads",
+    "threads_for",
+    "usable_cores",
+]
+
+
+@dataclass(frozen=True)
+class Threads:
+    """TensorFlow's intra-op and inter-op thread counts; 0 keeps TensorFlow's default."""
+
+    intra: int = 0
+    inter: int = 0
+
+    def __str__(self) -> str:
+        def name(count: int) -> str:
+            return "default" if count == 0 else str(count)
+
+        return f"intra-op {name(self.intra)}, inter-op {name(self.inter)}"
+
+    def as_env(self) -> str:
+        """The ``LSTM_TUNE_THREADS`` value that gives these threads."""
+        return f"{self.intra},{self.inter}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Worker processes on this machine, the threads of each, and why."""
+
+    workers: int
+    threads: Threads
+    reason: str
+
+
+def parse_threads(text: str, source: str = THREADS_ENV) -> Threads:
+    """``"N"`` or ``"N,M"`` (intra-op, inter-op; 0 = TensorFlow's default) → :class:`Threads`."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) in (1, 2) and all(part.isdigit() for part in parts):
+        intra, inter = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+        if intra <= 1024 and inter <= 1024:
+            return Threads(intra, inter)
+    raise ConfigError(
+        f"{source}: got {text[:40]!r}; expected N or N,M: intra-op[,inter-op] thread counts "
+        f"from 0 to 1024, 0 for TensorFlow's default (e.g. 1 or 2,1)"
+    )
+
+
+def _cgroup_cpu_limit(cpu_max: Path) -> int | None:
+    """Cores a cgroup v2 CPU quota allows (a container's ``--cpus``), or None if unlimited."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, int(int(quota) // int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may run on: its CPU affinity (``taskset``, a cpuset), capped by a
+    cgroup CPU quota when there is one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit(cpu_max)
+    return min(cores, limit) if limit is not None else cores
+
+
+def threads_for(workers: int, cores: int) -> Threads:
+    """The threads of each of ``workers`` processes on ``cores``: the cores split evenly; a
+    lone worker keeps TensorFlow's default (it already uses every core)."""
+    if workers <= 1:
+        return Threads()
+    return Threads(intra=max(1, cores // workers))
+
+
+def auto_layout(
+    *, cores: int, worker_bytes: float, available_bytes: int | None, max_share: float, trials: int
+) -> Layout:
+    """The ``--workers auto`` rule: one single-threaded worker per core, capped by memory
+    (``max_share`` of ``available_bytes`` over the largest config's ``worker_bytes``) and by
+    the ``trials`` left to run."""
+    workers, limits = cores, [f"{cores} usable cores"]
+    if available_bytes is not None and worker_bytes > 0:
+        fit = int(max_share * available_bytes // worker_bytes)
+        limits.append(
+            f"memory for {fit} workers of the largest config ({worker_bytes / 2**30:.1f} GiB "
+            f"each, {available_bytes / 2**30:.1f} GiB available)"
+        )
+        workers = min(workers, fit)
+    limits.append(f"{trials} trials to run")
+    workers = max(1, min(workers, trials))
+    return Layout(workers, threads_for(workers, cores), "; ".join(limits))
+
+
+def apply_threads(threads: Threads) -> Threads:
+    """Set TensorFlow's thread pools (before its first op runs); return what TensorFlow
+    reports back, so a worker states the threads it really has."""
+    import tensorflow as tf
+
+    if threads.intra:
+        tf.config.threading.set_intra_op_parallelism_threads(threads.intra)
+    if threads.inter:
+        tf.config.threading.set_inter_op_parallelism_threads(threads.inter)
+    return Threads(
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
