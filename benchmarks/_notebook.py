@@ -29,3 +29,22 @@ def notebook_model(params: Mapping[str, int | float], vocab_size: int) -> keras.
         metrics=["accuracy"],
     )
     return model
+
+
+def masked_classifier(params: Mapping[str, int | float], vocab_size: int) -> keras.Model:
+    """The notebook's model with its padding masked (``Embedding(mask_zero=True)``), for
+    left-padded ids: lstm-tune's classifier before it read right-padded ids unmasked."""
+    model = notebook_model(params, vocab_size)
+    masked = keras.Sequential(
+        [
+            keras.Input(shape=(None,), dtype="int32"),
+            keras.layers.Embedding(vocab_size, int(params["hidden_size"]), mask_zero=True),
+            *model.layers[1:],
+        ]
+    )
+    masked.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=float(params["learning_rate"])),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return masked

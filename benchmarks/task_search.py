@@ -83,8 +83,14 @@ def main() -> None:
     common = ["--storage", storage]
     search_s = run(
         [
-            "search", args.study, *common, *data, "--timeout", str(args.budget),
-            "--artifact-dir", str(work / "artifacts"),
+            "search",
+            args.study,
+            *common,
+            *data,
+            "--timeout",
+            str(args.budget),
+            "--artifact-dir",
+            str(work / "artifacts"),
         ],
         log,
     )
@@ -126,7 +132,7 @@ Commit {git_revision()}; machine: {machine_line()}. One run.
 Search: {search_s / 60:.1f} min wall (budget {args.budget / 60:.0f} min, trials in flight at the
 budget finish), {len(trials)} trials: {states[TrialState.COMPLETE]} complete,
 {states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed.
-Best: trial {best.number}, {metric} {best.value:.4f} at epoch {best.user_attrs.get('best_epoch')},
+Best: trial {best.number}, {metric} {best.value:.4f} at epoch {best.user_attrs.get("best_epoch")},
 params {json.dumps(best.params)}.
 
 Best {metric} so far (completed trials), by minute since the search started:
@@ -135,11 +141,11 @@ Best {metric} so far (completed trials), by minute since the search started:
 |---:|---:|
 {chr(10).join(marks)}
 
-`train` on the best config ({metrics['epochs']} epochs, {train_s / 60:.1f} min wall,
-{metrics['train_size']} fit / {metrics['validation_size']} validation / {metrics['test_size']} test
+`train` on the best config ({metrics["epochs"]} epochs, {train_s / 60:.1f} min wall,
+{metrics["train_size"]} fit / {metrics["validation_size"]} validation / {metrics["test_size"]} test
 examples), test split:
 
-| metric | model | baseline: {baseline.get('name', '-')} ({baseline.get('predicts', '')}) |
+| metric | model | baseline: {baseline.get("name", "-")} ({baseline.get("predicts", "")}) |
 |---|---:|---:|
 {rows}
 """

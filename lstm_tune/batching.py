@@ -3,9 +3,10 @@
 The seed pads every review to ``sequence_length`` (500), but most IMDB reviews are far
 shorter (median about 173 words), so most of its LSTM steps run over padding. Here reviews
 are cut to ``sequence_length`` as before (keeping their end), grouped with reviews of similar
-length, and left-padded to the longest of their batch. The model masks the padding
-(``Embedding(mask_zero=True)``), so what it computes for a review does not depend on how much
-padding its batch has.
+length, and right-padded to the longest of their batch. The classifier reads its output at
+each review's last real token (an LSTM only looks back, so the padding after it cannot change
+that output), so what it computes for a review does not depend on how much padding its batch
+has; no mask is needed (see :func:`lstm_tune.tasks.text_classification.build_classifier`).
 
 Training order stays random: each epoch shuffles the reviews, sorts them by length only inside
 windows of ``WINDOW_BATCHES`` batches, and shuffles the order of the resulting batches.
@@ -55,7 +56,7 @@ def evaluation_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]
 
 def _padded(split: Split, index: np.ndarray, sequence_length: int) -> np.ndarray:
     seqs = [split.sequences[i][-sequence_length:] for i in index]
-    return pad(seqs, max(1, max(len(s) for s in seqs)))
+    return pad(seqs, max(1, max(len(s) for s in seqs)), side="right")
 
 
 def dataset(

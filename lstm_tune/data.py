@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -81,6 +81,9 @@ TOKENIZER_RULES = {
     "remove": _TAG.pattern,
     "words": _WORD.pattern,
     "pad_id": PAD_ID,
+    # A text is cut to the model's sequence_length keeping its end, then padded after it: the
+    # classifier reads its output at the last non-padding id.
+    "padding": "right",
     "out_of_vocabulary_id": OOV_ID,
     "first_word_id": FIRST_WORD_ID,
 }
@@ -146,13 +149,23 @@ def review_lengths(split: Split) -> np.ndarray:
     return np.fromiter((len(s) for s in split.sequences), dtype=np.int64, count=len(split))
 
 
-def pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
-    """Cut and left-pad each sequence to ``length``, keeping its end as the seed notebook does."""
+def pad(
+    sequences: list[np.ndarray], length: int, side: Literal["left", "right"] = "left"
+) -> np.ndarray:
+    """Cut each sequence to ``length`` keeping its end, as the seed notebook does, and pad it.
+
+    ``left`` (the seed's ``pad_sequences`` default) puts the padding before the text;
+    ``right`` after it, which lstm-tune's classifier reads (:mod:`lstm_tune.batching`).
+    """
     out = np.full((len(sequences), length), PAD_ID, dtype=np.int32)
     for row, seq in enumerate(sequences):
         tail = seq[-length:]
-        if len(tail):
+        if not len(tail):
+            continue
+        if side == "left":
             out[row, length - len(tail) :] = tail
+        else:
+            out[row, : len(tail)] = tail
     return out
 
 

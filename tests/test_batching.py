@@ -41,10 +41,10 @@ def test_batches_hold_similar_lengths_so_padding_is_small() -> None:
     assert (len(split) * 100) / lengths.sum() > 1.6
 
 
-def test_dataset_cuts_to_sequence_length_keeping_the_end() -> None:
+def test_dataset_cuts_to_sequence_length_keeping_the_end_and_pads_after_it() -> None:
     split = Split([np.arange(2, 12, dtype=np.int32), np.array([5], np.int32)], np.array([1, 0]))
     ((ids, labels),) = list(dataset(split, sequence_length=4, batch_size=2, shuffle_seed=None))
-    assert ids.numpy().tolist() == [[0, 0, 0, 5], [8, 9, 10, 11]]
+    assert ids.numpy().tolist() == [[5, 0, 0, 0], [8, 9, 10, 11]]
     assert labels.numpy().tolist() == [0.0, 1.0]
     assert evaluation_batches(np.array([4, 1]), 2)[0].tolist() == [1, 0]
 
@@ -62,9 +62,12 @@ def test_predictions_come_back_in_the_original_order_and_ignore_padding() -> Non
     model = build_classifier(params, 50)
     bucketed = predict_proba(model, split, params)[:, 1]
     one_by_one = np.array(
-        [model.predict(pad([s[-64:]], min(64, len(s))), verbose=0)[0, 0] for s in split.sequences]
+        [
+            model.predict(pad([s[-64:]], min(64, len(s)), side="right"), verbose=0)[0, 0]
+            for s in split.sequences
+        ]
     )
-    padded_to_64 = model.predict(pad(split.sequences, 64), verbose=0).reshape(-1)
+    padded_to_64 = model.predict(pad(split.sequences, 64, side="right"), verbose=0).reshape(-1)
     np.testing.assert_allclose(bucketed, one_by_one, atol=1e-5)
     np.testing.assert_allclose(padded_to_64, one_by_one, atol=1e-5)
 
