@@ -3,12 +3,16 @@
 Each case writes its files into an empty directory, runs the real CLI there (in-process, so a
 traceback shows as an exception and fails the case), and checks: exit code 2, exactly one
 line on stderr that names the file or flag, no new file or directory (no storage, no cache
-beyond the one given), and a bounded time.
+beyond the one given), and a bounded time and memory (the growth of the process's peak
+resident size while the case runs: a YAML alias bomb once took 2.3 GB before it failed).
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib
+import pkgutil
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +25,8 @@ from lstm_tune.cli import main
 
 # Each case must fail within this: nothing is trained or downloaded before the check.
 MAX_SECONDS = 30
+# ... and may raise the process's peak resident memory by at most this much.
+MAX_PEAK_GROWTH_MB = 256
 PARAMS = {
     "hidden_size": 8,
     "num_layers": 1,
@@ -284,6 +290,22 @@ def _write(root: Path, files: dict[str, object]) -> None:
             path.write_text(yaml.safe_dump(content), encoding="utf-8")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _libraries_already_loaded() -> None:
+    """Import every module the CLI may import lazily (TensorFlow's ~0.5 GB among them), so a
+    case's memory growth is its own work, not the first import of a library."""
+    import lstm_tune
+
+    for module in pkgutil.walk_packages(lstm_tune.__path__, "lstm_tune."):
+        importlib.import_module(module.name)
+    importlib.import_module("keras")
+
+
+def _peak_resident_mb() -> float:
+    """This process's peak resident set size so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -303,12 +325,14 @@ def test_bad_input_gives_one_line_exit_2_and_writes_nothing(
         monkeypatch.setenv(variable, value)
     _write(tmp_path, case.files)
     before = _tree(tmp_path)
+    peak_before = _peak_resident_mb()
     started = time.perf_counter()
     try:
         code = main(case.argv)
     except SystemExit as exc:  # argparse's usage errors
         code = int(exc.code or 0)
     elapsed = time.perf_counter() - started
+    peak_growth = _peak_resident_mb() - peak_before
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2, f"exit {code}; stderr: {err}"
@@ -319,6 +343,7 @@ def test_bad_input_gives_one_line_exit_2_and_writes_nothing(
     created = {p for p in _tree(tmp_path) - before if not p.startswith("cache")}
     assert not created, f"bad input wrote {sorted(created)}"
     assert elapsed < MAX_SECONDS
+    assert peak_growth < MAX_PEAK_GROWTH_MB, f"peak resident memory grew {peak_growth:.0f} MB"
 
 
 def test_there_are_at_least_75_cases() -> None:
