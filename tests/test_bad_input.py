@@ -292,13 +292,12 @@ def _write(root: Path, files: dict[str, object]) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def _libraries_already_loaded() -> None:
-    """Import every module the CLI may import lazily (TensorFlow's ~0.5 GB among them), so a
-    case's memory growth is its own work, not the first import of a library."""
+    """Import every lstm_tune module, and with them what they import (Keras and TensorFlow's
+    ~0.5 GB among it), so a case's memory growth is its own work, not a first import."""
     import lstm_tune
 
     for module in pkgutil.walk_packages(lstm_tune.__path__, "lstm_tune."):
         importlib.import_module(module.name)
-    importlib.import_module("keras")
 
 
 def _peak_resident_mb() -> float:
