@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.synchronize
 import threading
 import time
 from collections import Counter
@@ -122,9 +123,10 @@ def test_a_requeued_trial_is_not_requeued_forever(tmp_path: Path) -> None:
 # --- several processes on one SQLite file ---------------------------------------------------
 
 
-def _hammer(url: str, n_trials: int) -> None:
+def _hammer(url: str, n_trials: int, start_together: multiprocessing.synchronize.Barrier) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name="s", storage=open_storage(url))
+    start_together.wait(timeout=120)
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=n_trials)
 
 
@@ -133,10 +135,14 @@ def test_sqlite_survives_several_processes_writing_at_once(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = open_storage(url)
     optuna.create_study(storage=storage, study_name="s")
-    storage.engine.dispose()  # no open SQLite connection may cross the fork
-    # fork: the workers start at once, already importing everything, so they overlap fully.
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_hammer, args=(url, 30)) for _ in range(3)]
+    storage.engine.dispose()
+    # spawn, not fork: a fork copies whatever the pytest process holds, and once another test
+    # has loaded TensorFlow a fork taken while one of its threads holds a lock aborts the child
+    # (seen once in CI: abseil's "Mutex::Fer while waiting on Condition", exit -6). The barrier
+    # keeps what fork gave: the three start writing together, after their imports.
+    context = multiprocessing.get_context("spawn")
+    start_together = context.Barrier(3)
+    workers = [context.Process(target=_hammer, args=(url, 30, start_together)) for _ in range(3)]
     for worker in workers:
         worker.start()
     for worker in workers:
