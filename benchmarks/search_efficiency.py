@@ -23,6 +23,12 @@ test reviews.
     python benchmarks/search_efficiency.py --budget 60 --train-limit 1000 --no-write  # a look
     python benchmarks/search_efficiency.py --contenders lstm-tune@hyperband,lstm-tune@median1
         # lstm-tune with other pruners (PRUNER_VARIANTS), to choose the one imdb.yaml ships
+    python benchmarks/search_efficiency.py --contenders lstm-tune@auto,optuna-tpe,kerastuner
+        # lstm-tune as `search --workers auto` runs it: the layout rule's worker processes,
+        # each with its threads, on one study
+
+``lstm-tune@auto`` starts its workers' clock once every worker has imported its libraries
+and read the data, as the single-process contenders' clock starts after theirs.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,7 +94,9 @@ PRUNER_VARIANTS: dict[str, PrunerSpec] = {
         name="hyperband", options={"min_resource": 1, "max_resource": 20, "reduction_factor": 3}
     ),
 }
-VARIANTS = tuple(f"lstm-tune@{name}" for name in PRUNER_VARIANTS)
+# lstm-tune with `search --workers auto`'s layout (several worker processes on one study).
+POOL_VARIANT = "lstm-tune@auto"
+VARIANTS = (*(f"lstm-tune@{name}" for name in PRUNER_VARIANTS), POOL_VARIANT)
 SEED = 42
 # One seed-config training run of the notebook pipeline, measured on this machine by
 # `python benchmarks/train_speed.py --epochs 5` (same data and split; fewer epochs are scaled up).
@@ -149,7 +158,25 @@ def track_every_fit(tracker_factory: Callable[[], Tracker]) -> None:
 # --- the contenders ----------------------------------------------------------------------------
 
 
-def run_lstm_tune(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+def lstm_tune_prepared(spec: StudySpec, corpus: Corpus) -> Prepared:
+    """The fit/validation/test splits every contender uses, in lstm-tune's form."""
+    return Prepared(
+        *split_validation(corpus.train, spec.data.validation_split, SEED),
+        corpus.test,
+        {"vocab_size": corpus.vocab_size, "class_names": list(corpus.class_names)},
+    )
+
+
+def run_lstm_tune(
+    spec: StudySpec,
+    corpus: Corpus,
+    out_dir: Path,
+    current: Current,
+    *,
+    database: Path | None = None,
+    worker_index: int = 0,
+) -> None:
+    """lstm-tune's search in this process; a pool's worker passes the shared ``database``."""
     import optuna
 
     from lstm_tune.training import EpochRecorder
@@ -159,18 +186,17 @@ def run_lstm_tune(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Curre
         # Runs at each epoch end before the tracker (lstm-tune's recorder is the first callback).
         current.update(trial=trial.number, params=dict(trial.params))
 
-    (out_dir / "lstm_tune.db").unlink(missing_ok=True)
+    if database is None:
+        database = out_dir / "lstm_tune.db"
+        database.unlink(missing_ok=True)
     run_search(
         spec,
-        storage_url=f"sqlite:///{out_dir / 'lstm_tune.db'}",
+        storage_url=f"sqlite:///{database}",
         study_name="lstm-tune",
         n_trials=10_000,  # the wall-clock budget ends the search
-        prepared=Prepared(
-            *split_validation(corpus.train, spec.data.validation_split, SEED),
-            corpus.test,
-            {"vocab_size": corpus.vocab_size, "class_names": list(corpus.class_names)},
-        ),
+        prepared=lstm_tune_prepared(spec, corpus),
         on_epoch=note,
+        worker_index=worker_index,
     )
 
 
@@ -262,6 +288,99 @@ def keras_tuner_params(hp: Any, space: Mapping[str, Any]) -> dict[str, int | flo
 RUNNERS = {"lstm-tune": run_lstm_tune, "optuna-tpe": run_optuna_tpe, "kerastuner": run_kerastuner}
 
 
+def run_pool_contender(name: str, args: argparse.Namespace) -> None:
+    """lstm-tune as ``search --workers auto`` runs it: the layout rule's workers on one study.
+
+    Each worker is a ``--pool-worker`` process of this script with the layout's threads (what
+    ``$LSTM_TUNE_THREADS`` gives a pool worker). The clock starts once all of them are ready;
+    their epoch records and best models are merged into the contender's own afterwards.
+    """
+    from lstm_tune.layout import study_layout
+    from lstm_tune.worker import open_study
+
+    out_dir = Path(args.out_dir) / name
+    spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
+    corpus = load_corpus(spec.data, SEED)
+    layout = study_layout(spec, lstm_tune_prepared(spec, corpus), trials=10_000)
+    print(f"{name}: {layout.workers} worker(s), threads {layout.threads} ({layout.reason})")
+    database = out_dir / "lstm_tune.db"
+    database.unlink(missing_ok=True)
+    open_study(spec, storage_url=f"sqlite:///{database}", study_name="lstm-tune")
+    go = out_dir / "go"
+    go.unlink(missing_ok=True)
+    parts = [out_dir / f"worker-{index}" for index in range(layout.workers)]
+    for part in parts:
+        part.mkdir(exist_ok=True)
+        for stale in ("ready", "epochs.jsonl", "best.keras", "run.json"):
+            (part / stale).unlink(missing_ok=True)
+    env = {**os.environ, "LSTM_TUNE_THREADS": layout.threads.as_env()}
+    passed = ["--budget", str(args.budget), "--data-path", args.data_path]
+    passed += ["--out-dir", args.out_dir] + (
+        ["--train-limit", str(args.train_limit)] if args.train_limit else []
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--pool-worker", name, "--worker-index", str(i), *passed],
+            env=env,
+        )
+        for i in range(layout.workers)
+    ]
+    while not all((part / "ready").exists() for part in parts):
+        if any(worker.poll() not in (None, 0) for worker in workers):
+            raise SystemExit(f"{name}: a worker failed before the start")
+        time.sleep(0.1)
+    started = time.perf_counter()
+    go.write_text(repr(started))
+    codes = [worker.wait() for worker in workers]
+    if any(codes):
+        raise SystemExit(f"{name}: worker exit codes {codes}")
+    records = sorted(
+        (record for part in parts for record in read_epochs(part)),
+        key=lambda record: record["seconds"],
+    )
+    (out_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    best = max(records, key=lambda record: record["val_accuracy"])
+    holder = next(part for part in parts if best in read_epochs(part))
+    shutil.copyfile(holder / "best.keras", out_dir / "best.keras")
+    runs = [json.loads((part / "run.json").read_text()) for part in parts]
+    summary = {
+        "seconds": max(run["seconds"] for run in runs),
+        "ended": "; ".join(sorted({run["ended"] for run in runs})),
+        "trials_started": len({record["trial"] for record in records}),
+        "workers": layout.workers,
+        "threads": str(layout.threads),
+    }
+    (out_dir / "run.json").write_text(json.dumps(summary))
+
+
+def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
+    """One worker of :func:`run_pool_contender`: ready, wait for the start, search."""
+    from lstm_tune.layout import apply_threads, parse_threads
+
+    out_dir = Path(args.out_dir) / name
+    part = out_dir / f"worker-{index}"
+    threads = apply_threads(parse_threads(os.environ["LSTM_TUNE_THREADS"]))
+    print(f"{name} worker {index}: TensorFlow threads {threads}", flush=True)
+    spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
+    corpus = load_corpus(spec.data, SEED)
+    (part / "ready").touch()
+    while not (out_dir / "go").exists():
+        time.sleep(0.05)
+    # perf_counter is CLOCK_MONOTONIC on Linux: one clock for every process of the machine.
+    started = float((out_dir / "go").read_text())
+    current: Current = {}
+    track_every_fit(lambda: Tracker(started, args.budget, part, current))
+    try:
+        run_lstm_tune(
+            spec, corpus, part, current, database=out_dir / "lstm_tune.db", worker_index=index
+        )
+        ended = "its search ended"
+    except BudgetSpent:
+        ended = "budget spent"
+    summary = {"seconds": time.perf_counter() - started, "ended": ended}
+    (part / "run.json").write_text(json.dumps(summary))
+
+
 def runner_name(name: str) -> str:
     """The contender a name runs: ``lstm-tune@hyperband`` runs ``lstm-tune``."""
     return name.partition("@")[0]
@@ -270,7 +389,7 @@ def runner_name(name: str) -> str:
 def contender_spec(name: str, spec: StudySpec) -> StudySpec:
     """``spec`` with the pruner of variant ``name`` (``lstm-tune@<variant>``), else as is."""
     variant = name.partition("@")[2]
-    if not variant:
+    if not variant or name == POOL_VARIANT:
         return spec
     pruner = PRUNER_VARIANTS[variant]
     return spec.model_copy(update={"search": spec.search.model_copy(update={"pruner": pruner})})
@@ -284,6 +403,9 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "epochs.jsonl").unlink(missing_ok=True)
+    if name == POOL_VARIANT:
+        run_pool_contender(name, args)
+        return
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
     corpus = load_corpus(spec.data, SEED)
     current: Current = {}
@@ -415,10 +537,15 @@ def main() -> None:
     parser.add_argument("--run-one", choices=allowed, help=argparse.SUPPRESS)
     parser.add_argument("--score-one", choices=allowed, help=argparse.SUPPRESS)
     parser.add_argument("--retrain-one", choices=allowed, help=argparse.SUPPRESS)
+    parser.add_argument("--pool-worker", choices=[POOL_VARIANT], help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--retrain", action="store_true", help="also retrain each best config and test it"
     )
     args = parser.parse_args()
+    if args.pool_worker:
+        run_pool_worker(args.pool_worker, args.worker_index, args)
+        return
     if args.run_one:
         run_contender(args.run_one, args)
         return

@@ -390,21 +390,11 @@ def _threads_from_env() -> Threads | None:
 def _layout(args: argparse.Namespace, spec: StudySpec, prepared: Prepared) -> tuple[int, Threads]:
     """Worker processes and threads for ``search``: ``--workers auto`` by the layout rule,
     ``--workers N`` with the usable cores split among the N."""
-    from lstm_tune.layout import auto_layout, threads_for, usable_cores
+    from lstm_tune.layout import study_layout, threads_for, usable_cores
 
-    cores = usable_cores()
     if args.workers != AUTO:
-        return int(args.workers), threads_for(int(args.workers), cores)
-    from lstm_tune.preflight import MAX_SHARE_OF_AVAILABLE, available_memory_bytes
-    from lstm_tune.sizing import study_size
-
-    layout = auto_layout(
-        cores=cores,
-        worker_bytes=study_size(spec, prepared).estimate.total,
-        available_bytes=available_memory_bytes(),
-        max_share=MAX_SHARE_OF_AVAILABLE,
-        trials=args.n_trials or spec.search.n_trials,
-    )
+        return int(args.workers), threads_for(int(args.workers), usable_cores())
+    layout = study_layout(spec, prepared, trials=args.n_trials or spec.search.n_trials)
     print(
         f"--workers auto: {layout.workers} worker(s), TensorFlow threads {layout.threads} "
         f"each ({layout.reason})",

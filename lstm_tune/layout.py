@@ -24,8 +24,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lstm_tune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lstm_tune.config import StudySpec
+    from lstm_tune.tasks.base import Prepared
 
 THREADS_ENV = "LSTM_TUNE_THREADS"
 
@@ -36,6 +41,7 @@ __all__ = [
     "apply_threads",
     "auto_layout",
     "parse_threads",
+    "study_layout",
     "threads_for",
     "usable_cores",
 ]
@@ -131,6 +137,22 @@ def auto_layout(
     limits.append(f"{trials} trials to run")
     workers = max(1, min(workers, trials))
     return Layout(workers, threads_for(workers, cores), "; ".join(limits))
+
+
+def study_layout(spec: StudySpec, prepared: Prepared, trials: int) -> Layout:
+    """The ``--workers auto`` layout for ``spec`` on this machine: :func:`auto_layout` fed
+    with the usable cores, the pre-flight memory estimate of the study's largest config and
+    the memory available now."""
+    from lstm_tune.preflight import MAX_SHARE_OF_AVAILABLE, available_memory_bytes
+    from lstm_tune.sizing import study_size
+
+    return auto_layout(
+        cores=usable_cores(),
+        worker_bytes=study_size(spec, prepared).estimate.total,
+        available_bytes=available_memory_bytes(),
+        max_share=MAX_SHARE_OF_AVAILABLE,
+        trials=trials,
+    )
 
 
 def apply_threads(threads: Threads) -> Threads:

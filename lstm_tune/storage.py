@@ -644,7 +644,9 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         def call() -> int:
             with self.scoped_session() as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-                return int(trial.study_id)
+                study_id = trial.study_id  # typed Optional by Optuna's model; never None stored
+                assert study_id is not None
+                return study_id
 
         return self._with_retry("get_study_id_of_trial", call)
 
