@@ -34,6 +34,7 @@ and read the data, as the single-process contenders' clock starts after theirs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -596,6 +597,9 @@ def main() -> None:
     unknown = set(names) - set(allowed)
     if unknown:
         raise SystemExit(f"--contenders: unknown {sorted(unknown)}; allowed: {allowed}")
+    if "kerastuner" in names and importlib.util.find_spec("keras_tuner") is None:
+        # Found out before the other contenders' half hours, not after them.
+        raise SystemExit("kerastuner needs KerasTuner: pip install -e '.[bench]'")
     load_corpus(imdb_study(args.data_path, args.train_limit).data, SEED)  # fill the cache
     passed = ["--budget", str(args.budget), "--data-path", args.data_path]
     passed += ["--out-dir", args.out_dir]
