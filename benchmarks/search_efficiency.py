@@ -123,11 +123,20 @@ class BudgetSpent(KeyboardInterrupt):
 class Tracker(keras.callbacks.Callback):  # type: ignore[misc]
     """Records epoch-end validation accuracy over time, keeps the best model, ends at budget."""
 
-    def __init__(self, started: float, budget: float, out_dir: Path, current: Current):
+    def __init__(
+        self,
+        started: float,
+        budget: float,
+        out_dir: Path,
+        current: Current,
+        kept: dict[str, float],
+    ):
         super().__init__()
         self.started, self.deadline = started, started + budget
         self.out_dir, self.current = out_dir, current
-        self.best = -1.0
+        # The best accuracy of this process's whole search, not of this one fit: every
+        # model.fit gets a new Tracker, and a contender fits once per trial (or per round).
+        self.kept = kept
         self.log = (out_dir / "epochs.jsonl").open("a")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -139,8 +148,8 @@ class Tracker(keras.callbacks.Callback):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         accuracy = float((logs or {}).get("val_accuracy", float("nan")))
         seconds = time.perf_counter() - self.started
-        if accuracy > self.best:
-            self.best = accuracy
+        if accuracy > self.kept.get("val_accuracy", -1.0):
+            self.kept["val_accuracy"] = accuracy
             self.model.save(self.out_dir / "best.keras")
         # epoch + 1 counts from the first epoch even when KerasTuner resumes a model.
         record = {"seconds": seconds, "val_accuracy": accuracy, "epoch": epoch + 1}
@@ -374,7 +383,8 @@ def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
     # perf_counter is CLOCK_MONOTONIC on Linux: one clock for every process of the machine.
     started = float((out_dir / "go").read_text())
     current: Current = {}
-    track_every_fit(lambda: Tracker(started, args.budget, part, current))
+    kept: dict[str, float] = {}
+    track_every_fit(lambda: Tracker(started, args.budget, part, current, kept))
     try:
         run_lstm_tune(
             spec, corpus, part, current, database=out_dir / "lstm_tune.db", worker_index=index
@@ -428,7 +438,8 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
     corpus = load_corpus(spec.data, SEED)
     current: Current = {}
     started = time.perf_counter()
-    track_every_fit(lambda: Tracker(started, args.budget, out_dir, current))
+    kept: dict[str, float] = {}
+    track_every_fit(lambda: Tracker(started, args.budget, out_dir, current, kept))
     try:
         RUNNERS[runner_name(name)](spec, corpus, out_dir, current)
         ended = "its search ended"
@@ -568,6 +579,9 @@ def main() -> None:
         "--section", default="search_efficiency", help="the BENCHMARKS.md section to write"
     )
     parser.add_argument("--only-report", action="store_true", help="use the runs on disk")
+    parser.add_argument(
+        "--no-score", action="store_true", help="skip the test scoring of the kept models"
+    )
     allowed = CONTENDERS + VARIANTS
     parser.add_argument("--run-one", choices=allowed, help=argparse.SUPPRESS)
     parser.add_argument("--score-one", choices=allowed, help=argparse.SUPPRESS)
@@ -609,6 +623,8 @@ def main() -> None:
         if not args.only_report:
             print(f"running {name} for {args.budget:.0f} s", flush=True)
             subprocess.run([sys.executable, __file__, "--run-one", name, *passed], check=True)
+        if args.no_score:
+            continue
         if not (args.only_report and (Path(args.out_dir) / name / "test.json").exists()):
             subprocess.run([sys.executable, __file__, "--score-one", name, *passed], check=True)
     for name in names if args.retrain else []:
@@ -622,7 +638,12 @@ def report(names: list[str], args: argparse.Namespace) -> None:
     out = Path(args.out_dir)
     epochs = {name: read_epochs(out / name) for name in names}
     runs = {name: json.loads((out / name / "run.json").read_text()) for name in names}
-    tests = {name: json.loads((out / name / "test.json").read_text()) for name in names}
+    tests = {
+        name: json.loads((out / name / "test.json").read_text())
+        for name in names
+        if not args.no_score
+    }
+    bests = {name: max(epochs[name], key=lambda record: record["val_accuracy"]) for name in names}
     retrained = {
         name: json.loads((out / name / "retrained.json").read_text())
         for name in names
@@ -645,13 +666,13 @@ def report(names: list[str], args: argparse.Namespace) -> None:
         lines.append(
             f"| {name} | {len({r['trial'] for r in epochs[name]})} | {len(epochs[name])} | "
             + " | ".join(best)
-            + f" | {tests[name]['metrics']['accuracy']:.4f} | "
+            + (f" | {tests[name]['metrics']['accuracy']:.4f} | " if name in tests else " | - | ")
             + (f"{again['accuracy']:.4f} | {again['roc_auc']:.4f} |" if again else "- | - |")
         )
     configs = [
-        f"- {name}: best val acc {tests[name]['best']['val_accuracy']:.4f} at "
-        f"{tests[name]['best']['seconds'] / 60:.1f} min, trial {tests[name]['best']['trial']}, "
-        f"epoch {tests[name]['best']['epoch']}, {tests[name]['best']['params']}; "
+        f"- {name}: best val acc {bests[name]['val_accuracy']:.4f} at "
+        f"{bests[name]['seconds'] / 60:.1f} min, trial {bests[name]['trial']}, "
+        f"epoch {bests[name]['epoch']}, {bests[name]['params']}; "
         f"the contender stopped after {runs[name]['seconds'] / 60:.1f} min ({runs[name]['ended']})"
         for name in names
     ]
