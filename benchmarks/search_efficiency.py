@@ -70,6 +70,7 @@ from lstm_tune.config import (  # noqa: E402
 )
 from lstm_tune.data import Corpus, Split, load_corpus, pad, split_validation  # noqa: E402
 from lstm_tune.evaluate import retrain_and_evaluate  # noqa: E402
+from lstm_tune.layout import THREADS_ENV  # noqa: E402
 from lstm_tune.tasks.base import Prepared  # noqa: E402
 from lstm_tune.tasks.text_classification import (  # noqa: E402
     classification_metrics,
@@ -302,6 +303,32 @@ def keras_tuner_params(hp: Any, space: Mapping[str, Any]) -> dict[str, int | flo
 RUNNERS = {"lstm-tune": run_lstm_tune, "optuna-tpe": run_optuna_tpe, "kerastuner": run_kerastuner}
 
 
+def forwarded(args: argparse.Namespace) -> list[str]:
+    """The options every process of this script that runs, scores or retrains one contender
+    is given."""
+    passed = ["--budget", str(args.budget), "--data-path", args.data_path]
+    passed += ["--out-dir", args.out_dir]
+    return passed + (["--train-limit", str(args.train_limit)] if args.train_limit else [])
+
+
+def run_tracked(
+    search: Callable[[Current], None], started: float, budget: float, out_dir: Path
+) -> None:
+    """Run ``search`` with every ``fit`` tracked (records and the best model in ``out_dir``)
+    until it ends or the budget from ``started`` is spent; write ``run.json``."""
+    current: Current = {}
+    kept: dict[str, float] = {}
+    track_every_fit(lambda: Tracker(started, budget, out_dir, current, kept))
+    try:
+        search(current)
+        ended = "its search ended"
+    except BudgetSpent:
+        ended = "budget spent"
+    trials = current.get("trial", -1) + 1
+    summary = {"seconds": time.perf_counter() - started, "ended": ended, "trials_started": trials}
+    (out_dir / "run.json").write_text(json.dumps(summary))
+
+
 def run_pool_contender(name: str, args: argparse.Namespace) -> None:
     """lstm-tune as ``search --workers auto`` runs it: the layout rule's workers on one study.
 
@@ -327,14 +354,11 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
         part.mkdir(exist_ok=True)
         for stale in ("ready", "epochs.jsonl", "best.keras", "run.json"):
             (part / stale).unlink(missing_ok=True)
-    env = {**os.environ, "LSTM_TUNE_THREADS": layout.threads.as_env()}
-    passed = ["--budget", str(args.budget), "--data-path", args.data_path]
-    passed += ["--out-dir", args.out_dir] + (
-        ["--train-limit", str(args.train_limit)] if args.train_limit else []
-    )
+    env = {**os.environ, THREADS_ENV: layout.threads.as_env()}
     workers = [
         subprocess.Popen(
-            [sys.executable, __file__, "--pool-worker", name, "--worker-index", str(i), *passed],
+            [sys.executable, __file__, "--pool-worker", name, "--worker-index", str(i)]
+            + forwarded(args),
             env=env,
         )
         for i in range(layout.workers)
@@ -348,13 +372,14 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
     codes = [worker.wait() for worker in workers]
     if any(codes):
         raise SystemExit(f"{name}: worker exit codes {codes}")
+    by_part = {part: read_epochs(part) for part in parts}
     records = sorted(
-        (record for part in parts for record in read_epochs(part)),
+        (record for part_records in by_part.values() for record in part_records),
         key=lambda record: record["seconds"],
     )
     (out_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     best = max(records, key=lambda record: record["val_accuracy"])
-    holder = next(part for part in parts if best in read_epochs(part))
+    holder = next(part for part, part_records in by_part.items() if best in part_records)
     shutil.copyfile(holder / "best.keras", out_dir / "best.keras")
     runs = [json.loads((part / "run.json").read_text()) for part in parts]
     summary = {
@@ -373,7 +398,7 @@ def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
 
     out_dir = Path(args.out_dir) / name
     part = out_dir / f"worker-{index}"
-    threads = apply_threads(parse_threads(os.environ["LSTM_TUNE_THREADS"]))
+    threads = apply_threads(parse_threads(os.environ[THREADS_ENV]))
     print(f"{name} worker {index}: TensorFlow threads {threads}", flush=True)
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
     corpus = load_corpus(spec.data, SEED)
@@ -382,18 +407,14 @@ def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
         time.sleep(0.05)
     # perf_counter is CLOCK_MONOTONIC on Linux: one clock for every process of the machine.
     started = float((out_dir / "go").read_text())
-    current: Current = {}
-    kept: dict[str, float] = {}
-    track_every_fit(lambda: Tracker(started, args.budget, part, current, kept))
-    try:
-        run_lstm_tune(
+    run_tracked(
+        lambda current: run_lstm_tune(
             spec, corpus, part, current, database=out_dir / "lstm_tune.db", worker_index=index
-        )
-        ended = "its search ended"
-    except BudgetSpent:
-        ended = "budget spent"
-    summary = {"seconds": time.perf_counter() - started, "ended": ended}
-    (part / "run.json").write_text(json.dumps(summary))
+        ),
+        started,
+        args.budget,
+        part,
+    )
 
 
 def runner_name(name: str) -> str:
@@ -436,18 +457,13 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
         return
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
     corpus = load_corpus(spec.data, SEED)
-    current: Current = {}
-    started = time.perf_counter()
-    kept: dict[str, float] = {}
-    track_every_fit(lambda: Tracker(started, args.budget, out_dir, current, kept))
-    try:
-        RUNNERS[runner_name(name)](spec, corpus, out_dir, current)
-        ended = "its search ended"
-    except BudgetSpent:
-        ended = "budget spent"
-    trials = current.get("trial", -1) + 1
-    summary = {"seconds": time.perf_counter() - started, "ended": ended, "trials_started": trials}
-    (out_dir / "run.json").write_text(json.dumps(summary))
+    runner = RUNNERS[runner_name(name)]
+    run_tracked(
+        lambda current: runner(spec, corpus, out_dir, current),
+        time.perf_counter(),
+        args.budget,
+        out_dir,
+    )
 
 
 # --- scoring and the report --------------------------------------------------------------------
@@ -615,10 +631,7 @@ def main() -> None:
         # Found out before the other contenders' half hours, not after them.
         raise SystemExit("kerastuner needs KerasTuner: pip install -e '.[bench]'")
     load_corpus(imdb_study(args.data_path, args.train_limit).data, SEED)  # fill the cache
-    passed = ["--budget", str(args.budget), "--data-path", args.data_path]
-    passed += ["--out-dir", args.out_dir]
-    if args.train_limit:
-        passed += ["--train-limit", str(args.train_limit)]
+    passed = forwarded(args)
     for name in names:
         if not args.only_report:
             print(f"running {name} for {args.budget:.0f} s", flush=True)
