@@ -215,7 +215,9 @@ def run_lstm_tune(
     )
 
 
-def run_optuna_tpe(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+def run_optuna_tpe(
+    spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current, peer_seed: int = SEED
+) -> None:
     import optuna
 
     from lstm_tune.space import suggest
@@ -232,7 +234,7 @@ def run_optuna_tpe(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Curr
         return max(history.history["val_accuracy"])
 
     study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEED)
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=peer_seed)
     )
     study.optimize(objective, n_trials=10_000)
 
@@ -252,7 +254,9 @@ def fit_padded(
     )
 
 
-def run_kerastuner(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current) -> None:
+def run_kerastuner(
+    spec: StudySpec, corpus: Corpus, out_dir: Path, current: Current, peer_seed: int = SEED
+) -> None:
     import keras_tuner as kt
 
     fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, SEED)
@@ -274,7 +278,7 @@ def run_kerastuner(spec: StudySpec, corpus: Corpus, out_dir: Path, current: Curr
         max_epochs=spec.training.epochs,
         factor=3,
         hyperband_iterations=1_000,  # the wall-clock budget ends the search
-        seed=SEED,
+        seed=peer_seed,
         directory=str(out_dir),
         project_name="kerastuner",
         overwrite=True,
@@ -308,6 +312,8 @@ def forwarded(args: argparse.Namespace) -> list[str]:
     is given."""
     passed = ["--budget", str(args.budget), "--data-path", args.data_path]
     passed += ["--out-dir", args.out_dir]
+    passed += ["--recorded", args.recorded] if args.recorded else []
+    passed += ["--peer-seed", str(args.peer_seed)]
     return passed + (["--train-limit", str(args.train_limit)] if args.train_limit else [])
 
 
@@ -458,8 +464,10 @@ def run_contender(name: str, args: argparse.Namespace) -> None:
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
     corpus = load_corpus(spec.data, SEED)
     runner = RUNNERS[runner_name(name)]
+    # A peer's sampler seed decides its first, random configs; lstm-tune's first is enqueued.
+    seeded = {} if runner_name(name) == "lstm-tune" else {"peer_seed": args.peer_seed}
     run_tracked(
-        lambda current: runner(spec, corpus, out_dir, current),
+        lambda current: runner(spec, corpus, out_dir, current, **seeded),
         time.perf_counter(),
         args.budget,
         out_dir,
@@ -490,25 +498,35 @@ def test_accuracy(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {"best": best, "metrics": metrics}
 
 
-def retrain(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def retrain(name: str, args: argparse.Namespace, seed: int = SEED) -> dict[str, Any]:
     """Retrain contender ``name``'s best config from scratch as ``lstm-tune train`` does.
 
     The same procedure for every contender's config (lstm-tune's training path, the best
-    trial's epoch count, seed 42), then the 25,000 test reviews.
+    trial's epoch count, the study seed ``seed``: its fit/validation split and initial
+    weights), then the 25,000 test reviews.
     """
     out_dir = Path(args.out_dir) / name
-    best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
+    if args.recorded:  # a run whose files are gone: its best configs as BENCHMARKS.md lists them
+        best = json.loads(Path(args.recorded).read_text())[name]
+    else:
+        best = max(read_epochs(out_dir), key=lambda record: record["val_accuracy"])
     spec = imdb_study(args.data_path, args.train_limit)
     spec = spec.model_copy(
         update={
+            "seed": seed,
             "space": {key: Fixed(value) for key, value in best["params"].items()},
             "training": spec.training.model_copy(update={"epochs": int(best["epoch"])}),
             "result": None,
         }
     )
-    evaluation = retrain_and_evaluate(spec, out_dir / "retrained")
+    evaluation = retrain_and_evaluate(spec, out_dir / retrained_name(seed))
     metrics = evaluation.metrics
     return {key: metrics[key] for key in ("accuracy", "roc_auc", "epochs", "train_seconds")}
+
+
+def retrained_name(seed: int) -> str:
+    """Where a retraining with ``seed`` is kept (``retrained[.json]`` for the default seed)."""
+    return "retrained" if seed == SEED else f"retrained-seed{seed}"
 
 
 def read_epochs(out_dir: Path) -> list[dict[str, Any]]:
@@ -588,6 +606,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds per contender")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument(
+        "--peer-seed",
+        type=int,
+        default=SEED,
+        help="the sampler seed of optuna-tpe and kerastuner (their first configs are random)",
+    )
     parser.add_argument("--data-path", default=str(SHARED_DATA))
     parser.add_argument("--out-dir", default=str(ROOT / "runs" / "search_efficiency"))
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
@@ -602,10 +626,21 @@ def main() -> None:
     parser.add_argument("--run-one", choices=allowed, help=argparse.SUPPRESS)
     parser.add_argument("--score-one", choices=allowed, help=argparse.SUPPRESS)
     parser.add_argument("--retrain-one", choices=allowed, help=argparse.SUPPRESS)
+    parser.add_argument("--retrain-seed", type=int, default=SEED, help=argparse.SUPPRESS)
     parser.add_argument("--pool-worker", choices=POOL_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--retrain", action="store_true", help="also retrain each best config and test it"
+    )
+    parser.add_argument(
+        "--recorded",
+        help="with --retrain and --only-report: a JSON file of each contender's best "
+        '{"params": ..., "epoch": N} to retrain instead of the best read from its epochs.jsonl',
+    )
+    parser.add_argument(
+        "--retrain-seeds",
+        default=str(SEED),
+        help="with --recorded: the study seeds to retrain each config with, e.g. 42,43,44",
     )
     args = parser.parse_args()
     if args.pool_worker:
@@ -619,14 +654,20 @@ def main() -> None:
         (Path(args.out_dir) / args.score_one / "test.json").write_text(json.dumps(result))
         return
     if args.retrain_one:
-        result = retrain(args.retrain_one, args)
-        (Path(args.out_dir) / args.retrain_one / "retrained.json").write_text(json.dumps(result))
+        result = retrain(args.retrain_one, args, args.retrain_seed)
+        name = f"{retrained_name(args.retrain_seed)}.json"
+        (Path(args.out_dir) / args.retrain_one / name).write_text(json.dumps(result))
         return
 
     names = [name.strip() for name in args.contenders.split(",")]
     unknown = set(names) - set(allowed)
     if unknown:
         raise SystemExit(f"--contenders: unknown {sorted(unknown)}; allowed: {allowed}")
+    if args.recorded and not (args.only_report and args.no_score and args.retrain):
+        raise SystemExit(
+            "--recorded retrains recorded configs: give it with --only-report "
+            "--no-score --retrain (the runs themselves are not on this machine)"
+        )
     if "kerastuner" in names and importlib.util.find_spec("keras_tuner") is None:
         # Found out before the other contenders' half hours, not after them.
         raise SystemExit("kerastuner needs KerasTuner: pip install -e '.[bench]'")
@@ -640,10 +681,68 @@ def main() -> None:
             continue
         if not (args.only_report and (Path(args.out_dir) / name / "test.json").exists()):
             subprocess.run([sys.executable, __file__, "--score-one", name, *passed], check=True)
-    for name in names if args.retrain else []:
-        print(f"retraining {name}'s best config", flush=True)
-        subprocess.run([sys.executable, __file__, "--retrain-one", name, *passed], check=True)
-    report(names, args)
+    seeds = [int(seed) for seed in args.retrain_seeds.split(",")] if args.recorded else [SEED]
+    for seed in seeds:
+        for name in names if args.retrain else []:
+            kept = Path(args.out_dir) / name / f"{retrained_name(seed)}.json"
+            if args.only_report and kept.exists():
+                continue  # kept from an earlier invocation
+            print(f"retraining {name}'s best config with seed {seed}", flush=True)
+            again = ["--retrain-one", name, "--retrain-seed", str(seed)]
+            subprocess.run([sys.executable, __file__, *again, *passed], check=True)
+    if args.recorded:
+        report_recorded(names, args)
+    else:
+        report(names, args)
+
+
+def report_recorded(names: list[str], args: argparse.Namespace) -> None:
+    """Print and write the retraining of best configs an earlier run recorded (``--recorded``),
+    whose epoch records are not on this machine, so only the retrained columns exist."""
+    out = Path(args.out_dir)
+    recorded = json.loads(Path(args.recorded).read_text())
+    seeds = [int(seed) for seed in args.retrain_seeds.split(",")]
+    lines = [
+        "| contender | its best config (recorded) | epochs | val acc in its search "
+        "| test acc, retrained (mean ± std) | per seed | ROC AUC (mean) | training time (mean) |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for name in names:
+        again = [
+            json.loads((out / name / f"{retrained_name(seed)}.json").read_text()) for seed in seeds
+        ]
+        accuracy = np.array([run["accuracy"] for run in again])
+        params = ", ".join(f"{k} {v:.3g}" for k, v in recorded[name]["params"].items())
+        lines.append(
+            f"| {name} | {params} | {again[0]['epochs']} | "
+            f"{recorded[name]['val_accuracy']:.4f} | {accuracy.mean():.4f} ± "
+            f"{accuracy.std(ddof=1) if len(again) > 1 else 0:.4f} | "
+            + " / ".join(f"{a:.4f}" for a in accuracy)
+            + f" | {np.mean([run['roc_auc'] for run in again]):.4f} | "
+            f"{np.mean([run['train_seconds'] for run in again]):.0f} s |"
+        )
+    command = (
+        f"python benchmarks/search_efficiency.py --only-report --no-score --retrain "
+        f"--recorded {args.recorded} --retrain-seeds {args.retrain_seeds} "
+        f"--contenders {','.join(names)} --section {args.section}"
+    )
+    body = "\n".join(
+        [
+            f"## {args.section}",
+            "",
+            f"Command: `{command}` (commit {git_revision()})",
+            f"Machine: {machine_line()}. One retraining of each config per seed, one after the "
+            "other.",
+            "",
+            "Each contender's best config as its search recorded it, retrained from scratch for "
+            "its best epoch count the same way for all (lstm-tune's training path, IMDB's "
+            "25,000 training reviews split 80/20 by the seed, initial weights by the seed), "
+            f"then tested on the 25,000 test reviews; seeds {args.retrain_seeds}.",
+            "",
+            *lines,
+        ]
+    )
+    publish(args.section, body, write=not args.no_write)
 
 
 def report(names: list[str], args: argparse.Namespace) -> None:
@@ -711,6 +810,7 @@ def report(names: list[str], args: argparse.Namespace) -> None:
     command = f"python benchmarks/search_efficiency.py --budget {args.budget:.0f}"
     command += f" --train-limit {args.train_limit}" if args.train_limit else ""
     command += " --retrain" if retrained else ""
+    command += f" --peer-seed {args.peer_seed}" if args.peer_seed != SEED else ""
     command += f" --contenders {','.join(names)}" if tuple(names) != CONTENDERS else ""
     command += f" --section {args.section}" if args.section != "search_efficiency" else ""
     data = (

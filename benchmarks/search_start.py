@@ -10,6 +10,10 @@ contender's best-so-far was below a peer's.
         --contenders lstm-tune@quick,lstm-tune@auto-quick       # after the 30-minute run
     python benchmarks/search_start.py --minutes 10 \\
         --contenders lstm-tune@auto,lstm-tune@quick,lstm-tune@auto-quick,optuna-tpe,kerastuner
+
+A contender may also be ``LABEL:RUN_DIR``, a run kept elsewhere, e.g. a peer run with another
+sampler seed (``search_efficiency.py --peer-seed 1 --out-dir runs/seed1``):
+``--contenders 'lstm-tune@auto,optuna-tpe seed 1:runs/seed1/optuna-tpe'``.
 """
 
 from __future__ import annotations
@@ -39,17 +43,28 @@ def layout(run_dir: Path) -> str:
     return "1 process, TensorFlow's default threads"
 
 
+def run_dir(entry: str, out: Path) -> tuple[str, Path]:
+    """A ``--contenders`` entry's label and run directory: ``NAME`` (in ``out``) or
+    ``LABEL:RUN_DIR``."""
+    label, _, path = entry.partition(":")
+    return label, Path(path) if path else out / label
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--contenders", required=True)
     parser.add_argument("--out-dir", default=str(ROOT / "runs" / "search_efficiency"))
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--section", default="search_start", help="the BENCHMARKS.md section")
     args = parser.parse_args()
-    names = [name.strip() for name in args.contenders.split(",")]
-    end = args.minutes * 60
     out = Path(args.out_dir)
-    epochs = {name: [r for r in read_epochs(out / name) if r["seconds"] <= end] for name in names}
+    run_dirs = dict(run_dir(entry.strip(), out) for entry in args.contenders.split(","))
+    names = list(run_dirs)
+    end = args.minutes * 60
+    epochs = {
+        name: [r for r in read_epochs(run_dirs[name]) if r["seconds"] <= end] for name in names
+    }
     marks = [0.5, 1, 2, 3, 5, args.minutes]
     marks = sorted({m for m in marks if m <= args.minutes})
     lines = [
@@ -61,15 +76,23 @@ def main() -> None:
     for name in names:
         cells = [best_at(epochs[name], m * 60) for m in marks]
         lines.append(
-            f"| {name} | {layout(out / name)} | {first_epoch(epochs[name])} | "
+            f"| {name} | {layout(run_dirs[name])} | {first_epoch(epochs[name])} | "
             + " | ".join("-" if c is None else f"{c:.4f}" for c in cells)
             + " |"
         )
     moments = sorted({r["seconds"] for name in names for r in epochs[name]})
     verdicts = []
     for ours in (n for n in names if runner_name(n) == "lstm-tune"):
-        for peer in (n for n in names if runner_name(n) != "lstm-tune"):
-            spans = behind_spans(epochs[ours], epochs[peer], moments, end)
+        peers = [n for n in names if runner_name(n) != "lstm-tune"]
+        behind = {peer: behind_spans(epochs[ours], epochs[peer], moments, end) for peer in peers}
+        minutes = [sum(b - a for a, b in spans) / 60 for spans in behind.values()]
+        if len(peers) > 1:
+            verdicts.append(
+                f"- {ours}: behind {sum(1 for m in minutes if m > 0)} of {len(peers)} peer runs "
+                f"at some moment; minutes behind per peer run: mean "
+                f"{sum(minutes) / len(peers):.1f}, most {max(minutes):.1f}"
+            )
+        for peer, spans in behind.items():
             verdicts.append(
                 f"- {ours} against {peer}: "
                 + (
@@ -82,10 +105,12 @@ def main() -> None:
             )
     body = "\n".join(
         [
-            "## search_start",
+            f"## {args.section}",
             "",
             f"Command: `python benchmarks/search_start.py --minutes {args.minutes:g} "
-            f"--contenders {','.join(names)}` (commit {git_revision()}), on the runs of "
+            f"--contenders '{args.contenders}'"
+            + (f" --section {args.section}" if args.section != "search_start" else "")
+            + f"` (commit {git_revision()}), on the runs of "
             "`search_efficiency.py` in its out-dir.",
             f"Machine: {machine_line()}.",
             "",
@@ -98,7 +123,7 @@ def main() -> None:
             *verdicts,
         ]
     )
-    publish("search_start", body, write=not args.no_write)
+    publish(args.section, body, write=not args.no_write)
 
 
 if __name__ == "__main__":
