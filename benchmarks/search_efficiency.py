@@ -671,7 +671,8 @@ def main() -> None:
     if "kerastuner" in names and importlib.util.find_spec("keras_tuner") is None:
         # Found out before the other contenders' half hours, not after them.
         raise SystemExit("kerastuner needs KerasTuner: pip install -e '.[bench]'")
-    load_corpus(imdb_study(args.data_path, args.train_limit).data, SEED)  # fill the cache
+    if not args.recorded:  # nothing to run or score (each retraining loads its own data)
+        load_corpus(imdb_study(args.data_path, args.train_limit).data, SEED)  # fill the cache
     passed = forwarded(args)
     for name in names:
         if not args.only_report:
@@ -715,8 +716,8 @@ def report_recorded(names: list[str], args: argparse.Namespace) -> None:
         params = ", ".join(f"{k} {v:.3g}" for k, v in recorded[name]["params"].items())
         lines.append(
             f"| {name} | {params} | {again[0]['epochs']} | "
-            f"{recorded[name]['val_accuracy']:.4f} | {accuracy.mean():.4f} ± "
-            f"{accuracy.std(ddof=1) if len(again) > 1 else 0:.4f} | "
+            f"{recorded[name]['val_accuracy']:.4f} | {accuracy.mean():.4f}"
+            + (f" ± {accuracy.std(ddof=1):.4f} | " if len(again) > 1 else " | ")
             + " / ".join(f"{a:.4f}" for a in accuracy)
             + f" | {np.mean([run['roc_auc'] for run in again]):.4f} | "
             f"{np.mean([run['train_seconds'] for run in again]):.0f} s |"
