@@ -529,6 +529,12 @@ def retrained_name(seed: int) -> str:
     return "retrained" if seed == SEED else f"retrained-seed{seed}"
 
 
+def retrain_seeds(args: argparse.Namespace) -> list[int]:
+    """The study seeds each config is retrained with: ``--retrain-seeds`` for recorded
+    configs, else the study seed alone."""
+    return [int(seed) for seed in args.retrain_seeds.split(",")] if args.recorded else [SEED]
+
+
 def read_epochs(out_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out_dir / "epochs.jsonl").read_text().splitlines()]
 
@@ -682,8 +688,7 @@ def main() -> None:
             continue
         if not (args.only_report and (Path(args.out_dir) / name / "test.json").exists()):
             subprocess.run([sys.executable, __file__, "--score-one", name, *passed], check=True)
-    seeds = [int(seed) for seed in args.retrain_seeds.split(",")] if args.recorded else [SEED]
-    for seed in seeds:
+    for seed in retrain_seeds(args):
         for name in names if args.retrain else []:
             kept = Path(args.out_dir) / name / f"{retrained_name(seed)}.json"
             if args.only_report and kept.exists():
@@ -702,7 +707,7 @@ def report_recorded(names: list[str], args: argparse.Namespace) -> None:
     whose epoch records are not on this machine, so only the retrained columns exist."""
     out = Path(args.out_dir)
     recorded = json.loads(Path(args.recorded).read_text())
-    seeds = [int(seed) for seed in args.retrain_seeds.split(",")]
+    seeds = retrain_seeds(args)
     lines = [
         "| contender | its best config (recorded) | epochs | val acc in its search "
         "| test acc, retrained (mean ± std) | per seed | ROC AUC (mean) | training time (mean) |",
