@@ -101,8 +101,17 @@ POOL_VARIANT = "lstm-tune@auto"
 # lstm-tune with a quick look queued before the seed config: the seed config on the space's
 # shortest sequence_length, an epoch in a fraction of the seed's time (issue 20, item 3).
 QUICK_VARIANTS = ("lstm-tune@quick", "lstm-tune@auto-quick")
-POOL_VARIANTS = (POOL_VARIANT, "lstm-tune@auto-quick")
-VARIANTS = (*(f"lstm-tune@{name}" for name in PRUNER_VARIANTS), POOL_VARIANT, *QUICK_VARIANTS)
+# lstm-tune@auto with a small look queued before the seed config: the seed config at the
+# space's smallest model (hidden_size and num_layers at their lows), its sequence length,
+# learning rate, dropout and batch kept, so it reads whole reviews at a fraction of the cost.
+SMALL_VARIANTS = ("lstm-tune@auto-small",)
+POOL_VARIANTS = (POOL_VARIANT, "lstm-tune@auto-quick", *SMALL_VARIANTS)
+VARIANTS = (
+    *(f"lstm-tune@{name}" for name in PRUNER_VARIANTS),
+    POOL_VARIANT,
+    *QUICK_VARIANTS,
+    *SMALL_VARIANTS,
+)
 SEED = 42
 # One seed-config training run of the notebook pipeline, measured on this machine by
 # `python benchmarks/train_speed.py --epochs 5` (same data and split; fewer epochs are scaled up).
@@ -428,14 +437,15 @@ def runner_name(name: str) -> str:
     return name.partition("@")[0]
 
 
-def with_quick_look(spec: StudySpec) -> StudySpec:
-    """``spec`` with its first queued config also queued before it at the space's shortest
-    ``sequence_length``."""
-    seed = dict(spec.search.enqueue[0])
-    shortest = spec.space["sequence_length"]
-    assert isinstance(shortest, IntRange), shortest
-    quick = {**seed, "sequence_length": shortest.low}
-    enqueue = (quick, *spec.search.enqueue)
+def with_first_look(spec: StudySpec, lowered: tuple[str, ...]) -> StudySpec:
+    """``spec`` with its first queued config also queued before it with each ``lowered``
+    parameter at the low end of its range in the space."""
+    look = dict(spec.search.enqueue[0])
+    for param in lowered:
+        bounds = spec.space[param]
+        assert isinstance(bounds, IntRange), (param, bounds)
+        look[param] = bounds.low
+    enqueue = (look, *spec.search.enqueue)
     return spec.model_copy(update={"search": spec.search.model_copy(update={"enqueue": enqueue})})
 
 
@@ -443,7 +453,9 @@ def contender_spec(name: str, spec: StudySpec) -> StudySpec:
     """``spec`` with the pruner of variant ``name`` (``lstm-tune@<variant>``), else as is."""
     variant = name.partition("@")[2]
     if name in QUICK_VARIANTS:
-        return with_quick_look(spec)
+        return with_first_look(spec, ("sequence_length",))
+    if name in SMALL_VARIANTS:
+        return with_first_look(spec, ("hidden_size", "num_layers"))
     if not variant or name == POOL_VARIANT:
         return spec
     pruner = PRUNER_VARIANTS[variant]
