@@ -48,7 +48,8 @@ def test_imdb_study_searches_around_the_seed() -> None:
         "sequence_length": 500,
         "batch_size": 64,
     }
-    assert spec.search.enqueue == (seed,)
+    small = {**seed, "hidden_size": spec.space["hidden_size"].low, "num_layers": 1}
+    assert spec.search.enqueue == (small, seed)
 
 
 def test_seed_config_is_one_trainable_config() -> None:
