@@ -17,8 +17,8 @@ import numpy as np
 import optuna
 from _common import ROOT, SHARED_DATA, git_revision, imdb_study, publish
 
-from lstm_tune import preflight
-from lstm_tune.data import load_corpus, review_lengths, split_validation
+from lstm_tune.tasks.text_classification.data import load_corpus, review_lengths, split_validation
+from lstm_tune.training import preflight
 
 DEFAULT_STORAGE = f"sqlite:///{ROOT / 'runs' / 'search_efficiency' / 'lstm-tune' / 'lstm_tune.db'}"
 

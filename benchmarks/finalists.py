@@ -1,9 +1,9 @@
 """Does re-validating a search's finalists pick a better model, and at what cost in time?
 
 Runs (or reuses) a search, then retrains its top ``--finalists`` distinct configs over
-``--seeds`` seeds exactly as ``lstm-tune finalize`` does (``lstm_tune.finalize.revalidate``),
-and evaluates every retrained model on the test split too, which ``finalize`` itself never
-looks at. It compares:
+``--seeds`` seeds exactly as ``lstm-tune finalize`` does
+(``lstm_tune.search.finalize.revalidate``), and evaluates every retrained model on the test
+split too, which ``finalize`` itself never looks at. It compares:
 
 - the single best trial retrained once with the study's seed (what ``export-best`` +
   ``train`` give a user without ``finalize``): that is the top finalist's first seed run;
@@ -33,9 +33,9 @@ import optuna
 from _common import ROOT, git_revision, machine_line, publish
 
 from lstm_tune.cli import _with_overrides
-from lstm_tune.export import best_config
-from lstm_tune.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
-from lstm_tune.storage import open_storage
+from lstm_tune.search.export import best_config
+from lstm_tune.search.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
+from lstm_tune.storages import open_storage
 from lstm_tune.tasks import get_task
 
 

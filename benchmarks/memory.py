@@ -5,7 +5,7 @@
 Part 1 trains the largest config of ``studies/imdb.yaml`` (every range at its top: hidden 512,
 3 layers, sequence_length 500, batch 128) on the longest reviews of IMDB (the worst case for
 memory: every batch 500 steps) for a few batches in a fresh process, and reads that process's
-peak RSS. Part 2 runs 20 small trials in one worker process (``lstm_tune.worker.run_search``
+peak RSS. Part 2 runs 20 small trials in one worker process (``lstm_tune.search.worker.run_search``
 on a slice of IMDB) and reads the RSS after each trial. Trials 1-19 are sampled at random; trial
 20 repeats trial 1's config, because a trial's RSS depends on its shapes (hidden size, batch,
 sequence length), so only two trials of one config show growth that the worker accumulated.
@@ -45,11 +45,11 @@ def largest_config_child(data_path: str) -> None:
     """In a child process: train the largest config on the longest reviews, print peak RSS."""
     import numpy as np
 
-    from lstm_tune.batching import dataset
     from lstm_tune.config import load_spec
-    from lstm_tune.data import Split, load_corpus
-    from lstm_tune.tasks.text_classification import DataSpec, build_classifier
-    from lstm_tune.training import fit
+    from lstm_tune.tasks.text_classification.batching import dataset
+    from lstm_tune.tasks.text_classification.data import Split, load_corpus
+    from lstm_tune.tasks.text_classification.task import DataSpec, build_classifier
+    from lstm_tune.training.fit import fit
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "studies" / "imdb.yaml")
     params = {name: getattr(r, "high", None) for name, r in spec.space.items()}
@@ -94,7 +94,7 @@ def small_trials(data_path: str) -> list[float]:
     import optuna
 
     from lstm_tune.config import parse_spec
-    from lstm_tune.worker import run_search
+    from lstm_tune.search.worker import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache = default_cache_dir()

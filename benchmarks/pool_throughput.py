@@ -14,7 +14,7 @@ Layouts:
 - ``1 worker, default threads``: what ``lstm-tune search`` runs without ``--workers``;
 - ``N workers, default threads``: N processes that each size TensorFlow to all the cores
   (a pool before ``--workers auto``: the compose replicas used to run so);
-- ``auto``: what ``lstm-tune search --workers auto`` chooses here (``lstm_tune.layout``);
+- ``auto``: what ``lstm-tune search --workers auto`` chooses here (``lstm_tune.runtime.layout``);
 - ``auto on 1 core``: the same rule under ``taskset -c 0`` (it picks 1 worker there), to say
   how the layout scales from 1 core to this machine's.
 
@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _common import ROOT, git_revision, imdb_study, machine_line, publish  # noqa: E402
 
 from lstm_tune.config import load_spec  # noqa: E402
-from lstm_tune.layout import Threads, auto_layout, parse_threads, usable_cores  # noqa: E402
+from lstm_tune.runtime.layout import Threads, auto_layout, parse_threads, usable_cores  # noqa: E402
 
 SEED_PARAMS = load_spec(ROOT / "studies" / "seed_config.yaml").fixed_params()
 REVIEWS_PER_EPOCH = 20_000
@@ -48,7 +48,7 @@ TRAIN_LIMIT = 6_000
 
 def configs() -> dict[str, dict[str, Any]]:
     """The seed config and the largest config of ``studies/imdb.yaml``'s space."""
-    from lstm_tune.sizing import largest_configs
+    from lstm_tune.runtime.sizing import largest_configs
 
     largest = largest_configs(load_spec(ROOT / "studies" / "imdb.yaml"))[0]
     return {"seed": dict(SEED_PARAMS), "largest": {**SEED_PARAMS, **largest}}
@@ -59,7 +59,7 @@ def configs() -> dict[str, dict[str, Any]]:
 
 def worker(config: str, data_path: str, threads: Threads, start_at: float, seconds: float) -> None:
     """Train ``config`` from ``start_at`` for ``seconds``; print the reviews trained as JSON."""
-    from lstm_tune.layout import apply_threads
+    from lstm_tune.runtime.layout import apply_threads
 
     applied = apply_threads(threads)
     import keras
@@ -159,8 +159,8 @@ def measure(
 
 def layouts(data_path: str) -> list[LayoutRun]:
     """The layouts compared on this machine."""
-    from lstm_tune.preflight import MAX_SHARE_OF_AVAILABLE, available_memory_bytes
-    from lstm_tune.sizing import study_size
+    from lstm_tune.runtime.sizing import study_size
+    from lstm_tune.training.preflight import MAX_SHARE_OF_AVAILABLE, available_memory_bytes
 
     cores = usable_cores()
     spec = load_spec(ROOT / "studies" / "imdb.yaml")

@@ -69,14 +69,20 @@ from lstm_tune.config import (  # noqa: E402
     StudySpec,
     load_spec,
 )
-from lstm_tune.data import Corpus, Split, load_corpus, pad, split_validation  # noqa: E402
-from lstm_tune.evaluate import retrain_and_evaluate  # noqa: E402
-from lstm_tune.layout import THREADS_ENV  # noqa: E402
-from lstm_tune.tasks.base import Prepared  # noqa: E402
-from lstm_tune.tasks.text_classification import (  # noqa: E402
+from lstm_tune.results.evaluate import retrain_and_evaluate  # noqa: E402
+from lstm_tune.runtime.layout import THREADS_ENV  # noqa: E402
+from lstm_tune.tasks.text_classification.data import (  # noqa: E402
+    Corpus,
+    Split,
+    load_corpus,
+    pad,
+    split_validation,
+)
+from lstm_tune.tasks.text_classification.task import (  # noqa: E402
     classification_metrics,
     predict_proba,
 )
+from lstm_tune.types import Prepared  # noqa: E402
 
 CONTENDERS = ("lstm-tune", "optuna-tpe", "kerastuner")
 # lstm-tune with another pruner than studies/imdb.yaml ships, for choosing that pruner by
@@ -215,8 +221,8 @@ def run_lstm_tune(
     """lstm-tune's search in this process; a pool's worker passes the shared ``database``."""
     import optuna
 
-    from lstm_tune.training import EpochRecorder
-    from lstm_tune.worker import run_search
+    from lstm_tune.search.worker import run_search
+    from lstm_tune.training.fit import EpochRecorder
 
     def note(trial: optuna.trial.Trial, recorder: EpochRecorder) -> None:
         # Runs at each epoch end before the tracker (lstm-tune's recorder is the first callback).
@@ -241,7 +247,7 @@ def run_optuna_tpe(
 ) -> None:
     import optuna
 
-    from lstm_tune.space import suggest
+    from lstm_tune.search.space import suggest
 
     fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, SEED)
 
@@ -363,8 +369,8 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
     ``$LSTM_TUNE_THREADS`` gives a pool worker). The clock starts once all of them are ready;
     their epoch records and best models are merged into the contender's own afterwards.
     """
-    from lstm_tune.layout import study_layout
-    from lstm_tune.worker import open_study
+    from lstm_tune.runtime.layout import study_layout
+    from lstm_tune.search.worker import open_study
 
     out_dir = Path(args.out_dir) / name
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))
@@ -421,7 +427,7 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
 
 def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
     """One worker of :func:`run_pool_contender`: ready, wait for the start, search."""
-    from lstm_tune.layout import apply_threads, parse_threads
+    from lstm_tune.runtime.layout import apply_threads, parse_threads
 
     out_dir = Path(args.out_dir) / name
     part = out_dir / f"worker-{index}"

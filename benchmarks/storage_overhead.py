@@ -29,7 +29,7 @@ import optuna
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lstm_tune.storage import open_storage  # noqa: E402
+from lstm_tune.storages import open_storage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION_START = "<!-- storage_overhead:start -->"

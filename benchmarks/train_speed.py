@@ -30,16 +30,16 @@ import tensorflow as tf  # noqa: E402
 from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
 from _notebook import notebook_model  # noqa: E402
 
-from lstm_tune.batching import (
+from lstm_tune.cli import default_cache_dir  # noqa: E402
+from lstm_tune.config import load_spec  # noqa: E402
+from lstm_tune.tasks.text_classification.batching import (
     dataset,  # noqa: E402
     truncated_lengths,  # noqa: E402
 )
-from lstm_tune.cli import default_cache_dir  # noqa: E402
-from lstm_tune.config import load_spec  # noqa: E402
-from lstm_tune.data import Split, load_corpus, pad, split_validation  # noqa: E402
-from lstm_tune.tasks.base import Objective  # noqa: E402
-from lstm_tune.tasks.text_classification import DataSpec, build_classifier  # noqa: E402
-from lstm_tune.training import EpochRecorder, fit  # noqa: E402
+from lstm_tune.tasks.text_classification.data import Split, load_corpus, pad, split_validation  # noqa: E402
+from lstm_tune.tasks.text_classification.task import DataSpec, build_classifier  # noqa: E402
+from lstm_tune.training.fit import EpochRecorder, fit  # noqa: E402
+from lstm_tune.types import Objective  # noqa: E402
 
 # The seed notebook's config, from the study file that states it once for the whole project.
 SEED_CONFIG = load_spec(ROOT / "studies" / "seed_config.yaml")

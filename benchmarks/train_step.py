@@ -1,6 +1,6 @@
 """Ways to make one LSTM training step faster on this CPU, measured side by side.
 
-The training path (``lstm_tune.training``) already skips padding by batching reviews of similar
+The training path (``lstm_tune.training.fit``) already skips padding by batching reviews of similar
 length. What is left is the time of one step over real tokens. This probes the levers that do
 not change what the model computes, each in a fresh process (thread settings must be set before
 TensorFlow starts), interleaved over ``--rounds`` rounds:
@@ -82,7 +82,7 @@ def run_variant(name: str, length: int, batches: int) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from lstm_tune.tasks.text_classification import build_classifier as build_model
+    from lstm_tune.tasks.text_classification.task import build_classifier as build_model
 
     if "policy" in settings:
         keras.mixed_precision.set_global_policy(settings["policy"])
@@ -157,7 +157,7 @@ def _variant_model(settings: dict[str, Any], reference: Any) -> Any:
     if settings.get("jit_compile"):
         import keras
 
-        from lstm_tune.tasks.text_classification import build_classifier as build_model
+        from lstm_tune.tasks.text_classification.task import build_classifier as build_model
 
         model = build_model(SEED_PARAMS, VOCAB)
         model.compile(
@@ -177,7 +177,7 @@ def _hoisted_model() -> Any:
     import keras
     from keras import ops
 
-    from lstm_tune.tasks.text_classification import build_classifier as build_model
+    from lstm_tune.tasks.text_classification.task import build_classifier as build_model
 
     class HoistedLSTM(keras.layers.LSTM):  # type: ignore[misc]
         def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: Any = False):
@@ -211,7 +211,7 @@ def _other_lstm_model(kind: str) -> Any:
     import keras
     import tensorflow as tf
 
-    from lstm_tune.tasks.text_classification import last_real_step
+    from lstm_tune.tasks.text_classification.task import last_real_step
 
     hidden = int(SEED_PARAMS["hidden_size"])
 

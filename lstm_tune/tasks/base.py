@@ -19,7 +19,7 @@ artifacts, progress, CLI) know only this contract:
     a ``tf.data`` pipeline of (inputs, targets) for training and validation.
 ``build(params, prepared)``
     the compiled ``keras.Model``: the task's input side and output head around the shared
-    :func:`lstm_tune.model.lstm_stack`, its loss, its metric.
+    :func:`lstm_tune.training.lstm_stack.lstm_stack`, its loss, its metric.
 ``score(model, split, params, metric)``
     the value of ``metric`` on ``split`` (checkpoints within an epoch report it to the
     pruner; it must agree with what Keras logs at epoch ends).
@@ -52,76 +52,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
+
 if TYPE_CHECKING:
     import keras
-    import plotly.graph_objects as go
     import tensorflow as tf
-
-Params = Mapping[str, int | float]
-Direction = Literal["maximize", "minimize"]
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A metric a study optimises: its name (as Keras logs it on validation) and direction."""
-
-    name: str
-    direction: Direction
-
-    def better(self, a: float, b: float) -> bool:
-        """Whether value ``a`` is strictly better than ``b`` in this direction."""
-        return a > b if self.direction == "maximize" else a < b
-
-    def best_index(self, values: list[float]) -> int:
-        """Index of the best value in ``values`` (the first one, on ties)."""
-        best = 0
-        for index, value in enumerate(values):
-            if self.better(value, values[best]):
-                best = index
-        return best
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A task's data, split and ready: ``fit`` trains, ``validation`` scores trials, ``test``
-    is touched only by ``lstm-tune train``. ``meta`` holds what the model and the report need
-    (e.g. ``vocab_size``, ``class_names``) and is JSON-ready."""
-
-    fit: Any
-    validation: Any
-    test: Any
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ReportSection:
-    """One titled block of an HTML report: a plotly figure or ready HTML, found by ``id``."""
-
-    id: str
-    title: str
-    figure: go.Figure | None = None
-    html: str = ""
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """The parts of a config's estimated peak memory, in bytes."""
-
-    base: int
-    weights: int
-    activations: int
-
-    @property
-    def total(self) -> int:
-        """Estimated peak resident memory of the worker while training this config."""
-        return self.base + self.weights + self.activations
 
 
 class Task(ABC):

@@ -31,18 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lstm_tune import preflight
-from lstm_tune.data import read_csv_rows
 from lstm_tune.errors import DataError
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import (
-    MemoryEstimate,
-    Objective,
-    Params,
-    Prepared,
-    ReportSection,
-    Task,
-)
+from lstm_tune.tasks.base import Task
+from lstm_tune.tasks.readers import quote, read_csv_rows
+from lstm_tune.training import preflight
+from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
 
 if TYPE_CHECKING:
     import keras
@@ -193,13 +187,9 @@ class SeriesSplit:
 class WindowTooLong(preflight.ConfigTooLarge):
     """A config's look-back window plus the horizon do not fit the training rows.
 
-    A kind of :class:`~lstm_tune.preflight.ConfigTooLarge` so a search fails that trial with
-    its reason and goes on with the next config.
+    A kind of :class:`~lstm_tune.training.preflight.ConfigTooLarge` so a search fails that trial
+    with its reason and goes on with the next config.
     """
-
-
-def _quote(value: str) -> str:
-    return repr(value if len(value) <= _QUOTE_CHARS else value[:_QUOTE_CHARS] + "...")
 
 
 def _number(path: Path, line: int, column: str, field: str, text: str) -> float:
@@ -207,12 +197,12 @@ def _number(path: Path, line: int, column: str, field: str, text: str) -> float:
         value = float(text)
     except ValueError:
         raise DataError(
-            f"{path}: line {line}: column {column!r} ({field}) is {_quote(text)}; "
+            f"{path}: line {line}: column {column!r} ({field}) is {quote(text, _QUOTE_CHARS)}; "
             f"expected a number"
         ) from None
     if not math.isfinite(value):
         raise DataError(
-            f"{path}: line {line}: column {column!r} ({field}) is {_quote(text)}; "
+            f"{path}: line {line}: column {column!r} ({field}) is {quote(text, _QUOTE_CHARS)}; "
             f"expected a finite number (no NaN or infinity)"
         )
     return value
@@ -241,18 +231,19 @@ def _times(path: Path, column: str, texts: Sequence[str]) -> np.ndarray:
             kind = "an ISO 8601 date-time like the first row's" if as_date else "a number"
             raise DataError(
                 f"{path}: line {index + 2}: column {column!r} (data.time_column) is "
-                f"{_quote(text)}; expected {kind}"
+                f"{quote(text, _QUOTE_CHARS)}; expected {kind}"
             ) from None
         if not math.isfinite(values[index]):
             raise DataError(
                 f"{path}: line {index + 2}: column {column!r} (data.time_column) is "
-                f"{_quote(text)}; expected a finite number"
+                f"{quote(text, _QUOTE_CHARS)}; expected a finite number"
             )
         if index and values[index] <= values[index - 1]:
             what = "duplicates" if values[index] == values[index - 1] else "comes before"
             raise DataError(
                 f"{path}: line {index + 2}: column {column!r} (data.time_column) value "
-                f"{_quote(text)} {what} the previous row's {_quote(texts[index - 1])}; "
+                f"{quote(text, _QUOTE_CHARS)} {what} the previous row's "
+                f"{quote(texts[index - 1], _QUOTE_CHARS)}; "
                 f"rows must be sorted by time, each time once"
             )
     return values
@@ -443,7 +434,7 @@ def build_forecaster(
     import keras
     from keras import ops
 
-    from lstm_tune.model import JIT_COMPILE, adam, lstm_stack
+    from lstm_tune.training.lstm_stack import JIT_COMPILE, adam, lstm_stack
 
     window = keras.Input(shape=(None, n_inputs), name="window")
     x = window - window[:, -1:, :] if predict_change else window

@@ -36,18 +36,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lstm_tune import preflight
-from lstm_tune.data import read_text_lines
 from lstm_tune.errors import DataError
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import (
-    MemoryEstimate,
-    Objective,
-    Params,
-    Prepared,
-    ReportSection,
-    Task,
-)
+from lstm_tune.tasks.base import Task
+from lstm_tune.tasks.readers import read_text_lines
+from lstm_tune.training import preflight
+from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
 
 if TYPE_CHECKING:
     import keras
@@ -120,8 +114,8 @@ class LanguageModelData(BaseModel):
 
 class WindowTooLong(DataError, preflight.ConfigTooLarge):
     """A config's window does not fit a split. In a search it is a kind of
-    :class:`~lstm_tune.preflight.ConfigTooLarge`: that trial fails with this reason and the
-    search goes on with the next config (as forecasting's window check does); in ``train`` it
+    :class:`~lstm_tune.training.preflight.ConfigTooLarge`: that trial fails with this reason and
+    the search goes on with the next config (as forecasting's window check does); in ``train`` it
     is a :class:`DataError`: one line, exit 2."""
 
 
@@ -586,7 +580,7 @@ def build_language_model(params: Params, vocab_size: int) -> keras.Model:
     cross-entropy from logits, the ``perplexity`` metric and Adam with clipped gradients."""
     import keras
 
-    from lstm_tune.model import JIT_COMPILE, lstm_stack
+    from lstm_tune.training.lstm_stack import JIT_COMPILE, lstm_stack
 
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=(None,), dtype="int32"),

@@ -1,0 +1,5 @@
+"""The search: a study made from a spec (space, sampler, pruner, queued configs), trials run
+and pruned by a worker, the budget met exactly, the best config exported or finalized.
+
+Nothing here reads the environment or prints for the user; the CLI and the Python API call in.
+"""

@@ -1,0 +1,164 @@
+"""Finalists re-validated: the best few configs retrained over several seeds before export.
+
+A search's best trial is the maximum of noisy evaluations, so it tends to retrain worse than
+it scored (winner's curse). ``lstm-tune finalize`` takes the top ``k`` distinct configs,
+retrains each ``seeds`` times on the same fit/validation split for its trial's best epoch
+count, and exports the one with the best mean validation value; mean and standard deviation
+of every finalist go into the exported YAML (``result.finalists``) and onto the study
+(``lstm_tune_finalists``, shown by ``lstm-tune report``). The cost is estimated up front from
+the pre-flight time estimate, and a budget caps it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
+from lstm_tune.errors import ConfigError
+from lstm_tune.tasks import get_task
+from lstm_tune.types import Prepared
+
+if TYPE_CHECKING:
+    import keras
+
+FINALISTS_ATTR = "lstm_tune_finalists"
+
+
+@dataclass
+class Finalist:
+    """One config's re-validation: the validation value after each seed's retraining."""
+
+    trial_number: int
+    trial_value: float
+    params: dict[str, Any]
+    epochs: int
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        """Mean validation value over the seeds run."""
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over the seeds (0 for one seed)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "trial_number": self.trial_number,
+            "trial_value": self.trial_value,
+            "epochs": self.epochs,
+            "values": self.values,
+            "mean": self.mean,
+            "std": self.std,
+            "params": self.params,
+        }
+
+
+def top_trials(study: optuna.Study, count: int) -> list[FrozenTrial]:
+    """The ``count`` best complete trials with distinct params, best first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(complete, key=lambda t: t.value or 0.0, reverse=maximize)
+    chosen: list[FrozenTrial] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    for trial in ranked:
+        key = tuple(sorted(trial.params.items()))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(trial)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _epochs(trial: FrozenTrial, spec: StudySpec) -> int:
+    return int(trial.user_attrs.get("best_epoch", spec.training.epochs))
+
+
+def estimated_seconds(
+    spec: StudySpec, prepared: Prepared, trials: list[FrozenTrial], seeds: int
+) -> float:
+    """Pre-flight time estimate of retraining every finalist ``seeds`` times."""
+    task = get_task(spec.task)
+    return seeds * sum(
+        _epochs(t, spec) * task.estimate_epoch_seconds(t.params, prepared, 0, 0) for t in trials
+    )
+
+
+def revalidate(
+    spec: StudySpec,
+    prepared: Prepared,
+    trials: list[FrozenTrial],
+    *,
+    seeds: int,
+    budget: float | None,
+    on_run: Callable[[Finalist, int, keras.Model], None] | None = None,
+) -> list[Finalist]:
+    """Retrain each trial's config with seeds ``spec.seed``, ``spec.seed + 1``, ...; the
+    value of a run is its last epoch's validation value (what ``train`` keeps). Seeds run
+    round-robin over the finalists, so a budget that runs out leaves each with as many runs
+    as the others (or one fewer). ``on_run`` sees each run's finalist, seed and trained
+    model (e.g. to evaluate it further)."""
+    import keras
+
+    from lstm_tune.training.fit import fit
+
+    task = get_task(spec.task)
+    objective = spec.objective
+    finalists = [
+        Finalist(t.number, float(t.value or 0.0), dict(t.params), _epochs(t, spec)) for t in trials
+    ]
+    started = time.perf_counter()
+    for offset in range(seeds):
+        for finalist in finalists:
+            if budget is not None and time.perf_counter() - started > budget and offset > 0:
+                return finalists
+            seed = spec.seed + offset
+            keras.backend.clear_session(free_memory=True)
+            keras.utils.set_random_seed(seed)
+            model = task.build(finalist.params, prepared)
+            recorder = fit(
+                model,
+                task.batches(prepared.fit, finalist.params, shuffle_seed=seed),
+                task.batches(prepared.validation, finalist.params, shuffle_seed=None),
+                objective=objective,
+                epochs=finalist.epochs,
+            )
+            finalist.values.append(recorder.values[-1])
+            if on_run is not None:
+                on_run(finalist, seed, model)
+    return finalists
+
+
+def winner(spec: StudySpec, finalists: list[Finalist]) -> Finalist:
+    """The finalist with the best mean (ties: the better trial value, i.e. the earlier)."""
+    better = max if spec.objective.direction == "maximize" else min
+    return better(finalists, key=lambda f: f.mean)
+
+
+def finalized_config(
+    base: StudySpec, chosen: Finalist, finalists: list[Finalist], study_name: str
+) -> StudySpec:
+    """The exported config of ``chosen``, with every finalist's re-validation in its result."""
+    if base.result is None:
+        raise ConfigError("finalize needs a best-trial config with its result")
+    doc = spec_to_dict(base, params=chosen.params)
+    doc["result"] = {
+        **base.result.model_dump(mode="json"),
+        "value": chosen.trial_value,
+        "best_epoch": chosen.epochs,
+        "study_name": study_name,
+        "trial_number": chosen.trial_number,
+        "finalists": [f.as_dict() for f in finalists],
+    }
+    return parse_spec(doc, f"finalist trial {chosen.trial_number} of study {study_name!r}")

@@ -1,0 +1,138 @@
+"""One trial: params → the task's data and model → training → the validation metric.
+
+The only module that ties Optuna to training: it samples through ``space``, reports the
+study's metric (the task's :class:`~lstm_tune.tasks.base.Objective`) to the pruner at each
+epoch end (optuna-integration's ``KerasPruningCallback``) or checkpoint, and records the
+trial's history and timings as user attributes. It asks the task for everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import keras
+import optuna
+from optuna_integration import KerasPruningCallback
+
+from lstm_tune.config import StudySpec
+from lstm_tune.search.space import suggest
+from lstm_tune.tasks import get_task
+from lstm_tune.training.fit import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
+from lstm_tune.training.preflight import (
+    ConfigTooLarge,
+    available_memory_bytes,
+    check_fits,
+    time_warning,
+)
+from lstm_tune.types import Prepared
+
+# Called with the trial, the trained model and its recorder once a trial completes, so a
+# caller can keep artifacts (the best model file, plots) without this module knowing how.
+TrialModelHook = Callable[[optuna.trial.Trial, keras.Model, EpochRecorder], None]
+# Called after every epoch with the running trial (terminal progress).
+TrialEpochHook = Callable[[optuna.trial.Trial, EpochRecorder], None]
+# Called when the pruner stops a trial, while it can still take artifacts (plots, notes);
+# the recorder is None if it stopped before any epoch ended.
+TrialPrunedHook = Callable[[optuna.trial.Trial, EpochRecorder | None], None]
+
+log = logging.getLogger(__name__)
+
+
+def make_objective(
+    spec: StudySpec,
+    prepared: Prepared,
+    *,
+    on_trained: TrialModelHook | None = None,
+    on_epoch: TrialEpochHook | None = None,
+    on_pruned: TrialPrunedHook | None = None,
+) -> Callable[[optuna.trial.Trial], float]:
+    """Return the objective for ``spec``: it trains one model per trial on ``prepared``."""
+    task = get_task(spec.task)
+    objective_metric = spec.objective
+    every = spec.training.report_every
+    checkpoints = task.size(prepared.fit) // every if every else 0
+    sample = (
+        task.sample(prepared.validation, spec.training.report_sample, spec.seed) if every else None
+    )
+
+    def pruning_callback(
+        trial: optuna.trial.Trial, params: dict[str, int | float]
+    ) -> keras.callbacks.Callback:
+        if every is None:
+            return KerasPruningCallback(trial, objective_metric.name)
+        # optuna-integration's callback reports only at epoch ends; reporting within epochs
+        # needs our own, on a fixed validation sample so checkpoints compare across trials.
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
+                )
+
+        return CheckpointEvaluator(
+            every_examples=every,
+            batch_size=int(params["batch_size"]),
+            score=lambda model: task.score(model, sample, params, objective_metric.name),
+            on_checkpoint=report,
+        )
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        params = suggest(trial, spec.space)
+        # Each trial starts from a clean Keras state so layers and graphs of earlier trials
+        # are freed, and from the study seed so a config retrains to the same weights.
+        keras.backend.clear_session(free_memory=True)
+        keras.utils.set_random_seed(spec.seed)
+        try:
+            estimate = check_fits(
+                task.estimate_memory(params, prepared), params, available_memory_bytes()
+            )
+        except ConfigTooLarge as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        trial.set_user_attr("estimated_peak_mib", round(estimate.total / 2**20))
+        seconds = task.estimate_epoch_seconds(
+            params, prepared, checkpoints, spec.training.report_sample
+        )
+        trial.set_user_attr("estimated_seconds_per_epoch", round(seconds, 1))
+        warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
+        if warning is not None:
+            log.warning("trial %d: %s", trial.number, warning)
+        model = task.build(params, prepared)
+        trial.set_user_attr("param_count", int(model.count_params()))
+
+        latest: EpochRecorder | None = None
+
+        def record(recorder: EpochRecorder) -> None:
+            nonlocal latest
+            latest = recorder
+            trial.set_user_attr("history", recorder.history)
+            trial.set_user_attr(f"{recorder.metric_name}_per_epoch", recorder.values)
+            trial.set_user_attr("seconds_per_epoch", recorder.seconds_per_epoch)
+            trial.set_user_attr("best_epoch", recorder.best_epoch)
+            if on_epoch is not None:
+                on_epoch(trial, recorder)
+
+        try:
+            recorder = fit(
+                model,
+                task.batches(prepared.fit, params, shuffle_seed=spec.seed),
+                task.batches(prepared.validation, params, shuffle_seed=None),
+                objective=objective_metric,
+                epochs=spec.training.epochs,
+                callbacks=[pruning_callback(trial, params)],
+                on_epoch=record,
+            )
+        except TrainingDiverged as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        except optuna.TrialPruned:
+            if on_pruned is not None:
+                on_pruned(trial, latest)
+            raise
+        if on_trained is not None:
+            on_trained(trial, model, recorder)
+        return recorder.best_value
+
+    return objective

@@ -1,0 +1,150 @@
+"""Fit a compiled model on a task's batches, recording what a trial or report needs.
+
+Knows nothing of Optuna or of tasks: the objective passes the pruning callback in with the
+others, and the :class:`~lstm_tune.tasks.base.Objective` that names the validation metric
+(and whether higher or lower is better).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from lstm_tune.types import Objective
+
+EpochHook = Callable[["EpochRecorder"], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message says when."""
+
+
+class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keeps per-epoch history and wall time, stops on a non-finite loss, calls ``on_epoch``.
+
+    ``history`` holds every value Keras logs at an epoch end (``loss``, ``val_loss``, the
+    task's metric and its ``val_`` twin); ``objective`` names the one trials are judged by.
+    """
+
+    def __init__(self, objective: Objective, on_epoch: EpochHook | None = None) -> None:
+        super().__init__()
+        self.objective = objective
+        self.on_epoch = on_epoch
+        self.history: dict[str, list[float]] = {}
+        self.seconds_per_epoch: list[float] = []
+        self._epoch_start = 0.0
+
+    @property
+    def metric_name(self) -> str:
+        """The validation metric trials are judged by, e.g. ``val_accuracy``."""
+        return self.objective.name
+
+    @property
+    def values(self) -> list[float]:
+        """The objective's value at each epoch end so far."""
+        return self.history.get(self.objective.name, [])
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"training loss became {float(loss)} at epoch {len(self.seconds_per_epoch) + 1}, "
+                f"batch {batch + 1}"
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.seconds_per_epoch.append(time.perf_counter() - self._epoch_start)
+        logs = logs or {}
+        if self.objective.name not in logs:
+            raise KeyError(
+                f"the model logs no {self.objective.name!r} at epoch ends (it logs "
+                f"{', '.join(sorted(logs))}); the task must compile a metric of that name"
+            )
+        earlier = len(self.seconds_per_epoch) - 1
+        for key in sorted(set(logs) | set(self.history)):
+            column = self.history.setdefault(key, [float("nan")] * earlier)
+            column.append(float(logs.get(key, float("nan"))))
+        if self.on_epoch is not None:
+            self.on_epoch(self)
+
+    @property
+    def best_epoch(self) -> int:
+        """The 1-based epoch with the best objective value (the first, on ties)."""
+        return self.objective.best_index(self.values) + 1
+
+    @property
+    def best_value(self) -> float:
+        """The best objective value seen."""
+        return self.values[self.best_epoch - 1]
+
+
+CheckpointHook = Callable[[int, float], None]
+
+
+class CheckpointEvaluator(keras.callbacks.Callback):  # type: ignore[misc]
+    """Every ``every_examples`` training examples, scores the model with ``score``.
+
+    Calls ``on_checkpoint(step, value)`` with ``step`` = checkpoints passed so far (1, 2,
+    ...), counted across epochs, so trials of any batch size report at the same steps. The hook
+    may raise to stop training (the objective raises ``optuna.TrialPruned``).
+    """
+
+    def __init__(
+        self,
+        *,
+        every_examples: int,
+        batch_size: int,
+        score: Callable[[keras.Model], float],
+        on_checkpoint: CheckpointHook,
+    ) -> None:
+        super().__init__()
+        self.every_examples = every_examples
+        self.batch_size = batch_size
+        self.score = score
+        self.on_checkpoint = on_checkpoint
+        self.examples_seen = 0
+        self.steps_reported = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.examples_seen += self.batch_size
+        step = self.examples_seen // self.every_examples
+        if step > self.steps_reported:
+            self.steps_reported = step
+            self.on_checkpoint(step, float(self.score(self.model)))
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    *,
+    objective: Objective,
+    epochs: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    on_epoch: EpochHook | None = None,
+) -> EpochRecorder:
+    """Train ``model`` for ``epochs`` and return the recorder of its history and timings.
+
+    The recorder runs before ``callbacks``, so a callback that stops training (pruning) still
+    finds the epoch it stopped on in the history.
+    """
+    recorder = EpochRecorder(objective, on_epoch=on_epoch)
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        shuffle=False,  # the task's batches are already drawn in a new random order each epoch
+        callbacks=[recorder, *callbacks],
+        verbose=0,
+    )
+    return recorder

@@ -1,0 +1,73 @@
+"""Plain data every layer shares: a config's params, a task's prepared data, a metric to
+optimise, a memory estimate, a report block. Imports nothing of lstm-tune's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["Direction", "MemoryEstimate", "Objective", "Params", "Prepared", "ReportSection"]
+
+Params = Mapping[str, int | float]
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric a study optimises: its name (as Keras logs it on validation) and direction."""
+
+    name: str
+    direction: Direction
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b`` in this direction."""
+        return a > b if self.direction == "maximize" else a < b
+
+    def best_index(self, values: list[float]) -> int:
+        """Index of the best value in ``values`` (the first one, on ties)."""
+        best = 0
+        for index, value in enumerate(values):
+            if self.better(value, values[best]):
+                best = index
+        return best
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's data, split and ready: ``fit`` trains, ``validation`` scores trials, ``test``
+    is touched only by ``lstm-tune train``. ``meta`` holds what the model and the report need
+    (e.g. ``vocab_size``, ``class_names``) and is JSON-ready."""
+
+    fit: Any
+    validation: Any
+    test: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """One titled block of an HTML report: a plotly figure or ready HTML, found by ``id``."""
+
+    id: str
+    title: str
+    figure: go.Figure | None = None
+    html: str = ""
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The parts of a config's estimated peak memory, in bytes."""
+
+    base: int
+    weights: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        """Estimated peak resident memory of the worker while training this config."""
+        return self.base + self.weights + self.activations

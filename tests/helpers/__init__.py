@@ -1,0 +1,58 @@
+"""What many tests share: the repository's root, the real IMDB corpus, a tiny search space,
+slices of the corpus, and the rule for a missing service (skip here, fail in CI).
+
+Modules beside this one: ``pg`` (PostgreSQL servers and databases), ``servers`` (a dashboard
+process and its API), ``browser`` (headless Chromium over the DevTools Protocol), ``engine``
+(the container engine for compose), ``toy_study`` (a study with fake trials), ``start_at`` (a
+CLI run started at a shared instant).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "imdb_50k.csv.gz"
+REQUIRE_SERVICES_ENV = "LSTM_TUNE_REQUIRE_SERVICES"
+# A search space whose trials take seconds: for tests of workers, pools and compose services,
+# where what is checked is the plumbing, not what the model learns.
+TINY_SPACE = {
+    "hidden_size": {"low": 4, "high": 8},
+    "num_layers": {"low": 1, "high": 1},
+    "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+    "dropout_rate": {"low": 0.0, "high": 0.2},
+    "sequence_length": {"low": 40, "high": 60, "step": 20},
+    "batch_size": {"choices": [16]},
+}
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip the test for ``reason``, or fail it when CI demands every service be present."""
+    if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
+        pytest.fail(f"{reason} (and {REQUIRE_SERVICES_ENV}=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+def write_slice(source: Path, out: Path, per_class_and_split: int) -> Path:
+    """Write the first ``per_class_and_split`` reviews of each (split, sentiment) to ``out``."""
+    counts: dict[tuple[str, str], int] = {}
+    with (
+        gzip.open(source, "rt", encoding="utf-8", newline="") as src,
+        out.open("w", encoding="utf-8", newline="") as dst,
+    ):
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=["review", "sentiment", "split"])
+        writer.writeheader()
+        for row in reader:
+            key = (row["split"], row["sentiment"])
+            if counts.get(key, 0) < per_class_and_split:
+                counts[key] = counts.get(key, 0) + 1
+                writer.writerow({k: row[k] for k in ("review", "sentiment", "split")})
+            if len(counts) == 4 and min(counts.values()) >= per_class_and_split:
+                break
+    return out

@@ -1,0 +1,95 @@
+"""Workers that start at the same instant on a new database: none may die.
+
+Optuna creates its tables, types and version rows on first use without a lock, so on a fresh
+PostgreSQL database one of several workers starting together died with ``UniqueViolation ...
+CREATE TYPE studydirection``; the study and its recorded spec were raced for too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstm_tune.storages import SPEC_ATTR, open_storage
+from tests.helpers import ROOT, TINY_SPACE
+
+ROUNDS = 5
+PROCESSES = 4
+# Enough for 4 interpreters to import lstm_tune (0.3 s) and wait at the starting line.
+START_DELAY = 3.0
+
+
+def _study_file(tmp_path: Path) -> Path:
+    doc = {
+        "name": "race",
+        "data": {"path": "unused.csv"},
+        "search": {"enqueue": [{**{k: v["low"] for k, v in TINY_SPACE.items() if "low" in v},
+                                "batch_size": 16}]},
+        "space": TINY_SPACE,
+    }  # fmt: skip
+    path = tmp_path / "race.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _race(study: Path, url: str, log_dir: Path) -> list[tuple[int, str]]:
+    """Start PROCESSES `create-study` processes at one instant; their exit codes and output."""
+    at = time.time() + START_DELAY
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
+    argv = [sys.executable, str(ROOT / "tests" / "helpers" / "start_at.py"), f"{at}"]
+    argv += ["create-study", str(study), "--storage", url]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(PROCESSES)
+    ]
+    return [(p.wait(timeout=120), p.communicate()[0].decode()) for p in procs]
+
+
+def _check_study(url: str) -> None:
+    storage = open_storage(url)
+    study_id = storage.get_study_id_from_name("race")
+    assert SPEC_ATTR in storage.get_study_user_attrs(study_id)
+    # The queued config is queued once, not once per worker that raced to create the study.
+    assert len(storage.get_all_trials(study_id)) == 1
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_path: Path) -> None:
+    from tests.helpers import pg as _pg
+    from tests.helpers import require_or_skip
+
+    problem = _pg.shared_server_problem()
+    if problem:
+        require_or_skip(problem)
+    study = _study_file(tmp_path)
+    failures = []
+    for round_ in range(ROUNDS):
+        url, drop = _pg.create_database()
+        try:
+            results = _race(study, url, tmp_path)
+            failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
+                         if code != 0]  # fmt: skip
+            _check_study(url)
+        finally:
+            drop()
+    print(f"concurrent starts on PostgreSQL: {len(failures)} failures in {ROUNDS}x{PROCESSES}")
+    assert not failures, "\n".join(failures)
+
+
+def test_workers_starting_together_on_a_new_sqlite_file_all_live(tmp_path: Path) -> None:
+    study = _study_file(tmp_path)
+    failures = []
+    for round_ in range(ROUNDS):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        results = _race(study, url, tmp_path)
+        failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
+                     if code != 0]  # fmt: skip
+        _check_study(url)
+    print(f"concurrent starts on SQLite: {len(failures)} failures in {ROUNDS}x{PROCESSES}")
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,91 @@
+"""A worker keeps going past a diverged trial and gives up on a setup where every trial fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from lstm_tune.config import parse_spec
+from lstm_tune.search.worker import MAX_CONSECUTIVE_FAILURES, run_search
+from lstm_tune.tasks.text_classification.data import Split
+from lstm_tune.types import Prepared
+
+TINY = {
+    "hidden_size": 4,
+    "num_layers": 1,
+    "learning_rate": 0.01,
+    "dropout_rate": 0.0,
+    "sequence_length": 8,
+    "batch_size": 16,
+}
+
+
+def _corpus(labels: np.ndarray) -> Prepared:
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, 30, 8).astype(np.int32) for _ in labels]
+    fit, validation = Split(seqs, labels), Split(seqs[:16], labels[:16])
+    test = Split(seqs[:10], np.array([0, 1] * 5))
+    return Prepared(fit, validation, test, {"vocab_size": 30, "class_names": ["0", "1"]})
+
+
+def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
+    tmp_path: Path,
+) -> None:
+    spec = parse_spec(
+        {"name": "nan", "training": {"epochs": 1}, "search": {"n_trials": 50}, "params": TINY},
+        "nan.yaml",
+    )
+    storage = f"sqlite:///{tmp_path / 'nan.db'}"
+    labels = np.where(np.arange(64) % 2 == 0, np.nan, 1.0)  # NaN labels make the loss NaN
+    outcome = run_search(spec, storage_url=storage, study_name="nan", prepared=_corpus(labels))
+    trials = optuna.load_study(study_name="nan", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * MAX_CONSECUTIVE_FAILURES
+    assert all("loss became nan" in t.user_attrs["fail_reason"] for t in trials)
+    assert outcome.stopped_because == f"{MAX_CONSECUTIVE_FAILURES} trials failed in a row"
+    assert outcome.finished == 0
+
+
+def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> None:
+    spec = parse_spec(
+        {"name": "done", "training": {"epochs": 1}, "search": {"n_trials": 1}, "params": TINY},
+        "done.yaml",
+    )
+    storage = f"sqlite:///{tmp_path / 'done.db'}"
+    corpus = _corpus(np.array([0.0, 1.0] * 32))
+    first = run_search(spec, storage_url=storage, study_name="done", prepared=corpus)
+    again = run_search(spec, storage_url=storage, study_name="done", prepared=corpus)
+    assert (first.finished, first.stopped_because) == (1, "budget reached")
+    assert (again.finished, again.stopped_because) == (1, "budget already reached")
+    assert len(optuna.load_study(study_name="done", storage=storage).trials) == 1
+    stored = optuna.load_study(study_name="done", storage=storage).user_attrs["lstm_tune_spec"]
+    assert yaml.safe_load(yaml.safe_dump(stored))["space"] == TINY
+    assert optuna.load_study(study_name="done", storage=storage).trials[0].params == TINY
+
+
+def test_search_exits_3_when_it_gives_up_after_failures_in_a_row(
+    imdb_slice: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lstm_tune.cli import EXIT_GAVE_UP, main
+    from lstm_tune.search import objective
+
+    # A machine with 1 MiB available: every config is refused before training, a setup
+    # problem that a pool's `restart: on-failure` must see as a failure, not a success.
+    monkeypatch.setattr(objective, "available_memory_bytes", lambda: 2**20)
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {"name": "g", "data": {"path": str(imdb_slice)}, "search": {"n_trials": 20},
+             "params": TINY}
+        )
+    )  # fmt: skip
+    code = main(["search", str(study), "--storage", f"sqlite:///{tmp_path / 'g.db'}"])
+    assert code == EXIT_GAVE_UP == 3
+    assert "gave up: 5 trials failed in a row" in capsys.readouterr().err
