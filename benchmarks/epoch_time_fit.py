@@ -2,8 +2,8 @@
 
 Reads a study that lstm-tune ran on full IMDB (by default the lstm-tune contender of
 ``search_efficiency.py``), takes each trial's median seconds per epoch and its params, and
-fits ``STEP_SECONDS`` and ``SECONDS_PER_BATCH_HIDDEN2`` of ``lstm_tune/preflight.py`` by least
-squares on relative error. Prints the fit, each trial's estimate against what it took, and
+fits ``STEP_SECONDS`` and ``SECONDS_PER_BATCH_HIDDEN2`` of ``lstm_tune/training/preflight.py``
+by least squares on relative error. Prints the fit, each trial's estimate against what it took, and
 writes the table into BENCHMARKS.md.
 
     python benchmarks/epoch_time_fit.py
@@ -82,7 +82,7 @@ def main() -> None:
             "lstm-tune trials of the search_efficiency run below (full IMDB, this machine).",
             "",
             f"Fitted: `STEP_SECONDS = {step_seconds:.3g}`, "
-            f"`SECONDS_PER_BATCH_HIDDEN2 = {per_bh2:.3g}` (lstm_tune/preflight.py). "
+            f"`SECONDS_PER_BATCH_HIDDEN2 = {per_bh2:.3g}` (lstm_tune/training/preflight.py). "
             f"Median absolute error {np.median(np.abs(errors)):.0%}, largest "
             f"{np.max(np.abs(errors)):.0%}, over {len(rows)} trials: fitted and judged on the "
             "same trials, so this is how well the formula's shape fits, not a test on new ones.",

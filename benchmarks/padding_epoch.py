@@ -10,7 +10,7 @@ included), the seed config, each variant in a fresh process, interleaved over ``
 - ``right-padded``: lstm-tune's path now (``build_classifier``): right-padded batches, no
   mask, the last LSTM's output read at each review's last real token.
 
-Both compute the same function of a review (tests/test_model.py) and start from the same
+Both compute the same function of a review (tests/unit/tasks/test_model.py) and start from the same
 weights; the validation accuracy column shows how far the trained models end up apart (the
 dropout draws differ between the two graphs).
 

@@ -96,7 +96,7 @@ def test_compose_file_is_valid_and_safe_by_default(tmp_path: Path) -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert dockerfile.count("\nFROM ") >= 2  # multi-stage
     assert "\nUSER lstm" in dockerfile  # not root
-    # Defects found running the file for real (tests/test_compose_engine.py runs it):
+    # Defects found running the file for real (tests/deploy/test_compose_engine.py runs it):
     assert "\nVOLUME" not in dockerfile  # anonymous volumes outlived `down`
     assert "-h 127.0.0.1" in " ".join(postgres["healthcheck"]["test"])  # not the temp server
     assert all(services[name].get("init") is True for name in ("init", "worker", "dashboard"))

@@ -3,7 +3,7 @@
 Each overlay in k8s/overlays is rendered with `kubectl kustomize` and validated against the
 Kubernetes API schemas with `kubernetes-validate --strict`; the containers' commands and
 environment are compared with docker-compose.yml's services (whose commands
-tests/test_compose.py runs); and the worker's memory is compared with the pre-flight
+tests/deploy/test_compose.py runs); and the worker's memory is compared with the pre-flight
 estimate of the study's largest config.
 """
 

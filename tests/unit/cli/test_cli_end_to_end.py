@@ -220,7 +220,7 @@ def test_unknown_study_name_is_one_line(tmp_path: Path) -> None:
     import optuna
 
     # An existing storage without that study (a missing file is refused before: see
-    # tests/test_cli_readonly.py).
+    # tests/integration/test_cli_readonly.py).
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", study_name="other")
     result = _run_cli(
         "export-best",
