@@ -20,27 +20,7 @@ import pytest
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages import open_storage
-from lstm_tune.storages.grpc import parse_grpc_url
 from tests.helpers import ROOT
-
-
-def test_grpc_urls_are_parsed_and_bad_ones_named() -> None:
-    options = parse_grpc_url("grpc://proxy.ns.svc:13000?heartbeat_interval=5&retry_timeout=30")
-    assert (options.host, options.port, options.heartbeat_interval) == ("proxy.ns.svc", 13000, 5)
-    assert options.retry_timeout == 30
-    assert parse_grpc_url("grpc://h:1?heartbeat_interval=0").heartbeat_interval is None
-    bad = {
-        "grpc://h": "expected grpc://HOST:PORT",
-        "grpc://h:99999": "expected grpc://HOST:PORT",
-        "grpc://u:pw@h:1": "has no user, password or database",
-        "grpc://h:1/optuna": "has no user, password or database",
-        "grpc://h:1?grace_period=60": "'grace_period' is not allowed on a grpc:// URL",
-        "grpc://h:1?heartbeat_interval=1.5": "heartbeat_interval='1.5' is not allowed",
-        "grpc://h:1?retry_timeout=-1": "retry_timeout='-1' is not allowed",
-    }
-    for url, message in bad.items():
-        with pytest.raises(StorageError, match=message.replace("?", r"\?")):
-            parse_grpc_url(url)
 
 
 def test_a_worker_gives_up_on_a_proxy_that_never_answers() -> None:

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lstm_tune.errors import StorageError
-from lstm_tune.storages import held_trials, open_storage, redact_url, split_options
+from lstm_tune.storages import held_trials, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # These tests play a dead worker by hand (ask without optimize) and call Optuna's stale-trial
@@ -38,42 +38,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 def _states(study: optuna.study.Study) -> Counter[str]:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
-
-
-# --- URL and options ------------------------------------------------------------------------
-
-
-def test_options_come_from_the_url_query_and_never_reach_the_driver() -> None:
-    clean, options = split_options(
-        "postgresql+psycopg://u:secret@db/optuna?heartbeat_interval=5&grace_period=20"
-        "&retry_timeout=30&max_requeue=1&sslmode=disable"
-    )
-    assert (options.heartbeat_interval, options.grace_period) == (5, 20)
-    assert (options.retry_timeout, options.max_requeue) == (30.0, 1)
-    assert dict(clean.query) == {"sslmode": "disable"}
-    assert split_options("sqlite:///x.db?heartbeat_interval=0")[1].heartbeat_interval is None
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("mysql://u@h/db", "scheme 'mysql' is not supported; allowed: sqlite"),
-        ("not a url", "is not a valid URL"),
-        ("sqlite:///x.db?heartbeat_interval=soon", "heartbeat_interval='soon' is not allowed"),
-        ("sqlite:///x.db?grace_period=0", "grace_period='0' is not allowed; expected an integer"),
-        ("sqlite:///x.db?heartbeat_interval=10&grace_period=10", "must be greater than"),
-        ("sqlite:///x.db?retry_timeout=-1", "retry_timeout='-1' is not allowed"),
-    ],
-)
-def test_bad_urls_name_the_value_and_what_is_allowed(url: str, message: str) -> None:
-    with pytest.raises(StorageError, match=message.replace("(", r"\(").replace("?", r"\?")):
-        open_storage(url)
-
-
-def test_redact_url_hides_the_password() -> None:
-    assert redact_url("postgresql+psycopg://lstm:hunter2@db:5432/optuna") == (
-        "postgresql+psycopg://lstm:***@db:5432/optuna"
-    )
 
 
 # --- both backends --------------------------------------------------------------------------
