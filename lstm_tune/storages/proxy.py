@@ -91,7 +91,7 @@ def open_proxy_backend(storage_url: str) -> BaseStorage:
     """The proxy's database storage for ``storage_url``: heartbeats relayed, Optuna's cache."""
     if storage_url.startswith(f"{GRPC_SCHEME}:"):
         raise StorageError(
-            f"--storage {storage_url!r}: the proxy needs the database itself "
+            f"--storage {redact_url(storage_url)!r}: the proxy needs the database itself "
             f"(sqlite:/// or postgresql+psycopg://), not another proxy"
         )
     database = rdb.open_url(parse_database_url(storage_url), storage_class=_RelayingRDBStorage)
