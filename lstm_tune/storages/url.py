@@ -35,6 +35,8 @@ __all__ = [
     "StorageURL",
     "absolute_url",
     "check_url",
+    "parse_database_url",
+    "parse_grpc_url",
     "parse_url",
     "redact_url",
     "require_existing_sqlite",
