@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+# Optuna, SQLAlchemy and a trial's failure chain a handful of levels at most.
+DEFAULT_CHAIN_LIMIT = 8
+
 
 class LstmTuneError(Exception):
     """Base class: a problem the user can fix, stated in one line."""
@@ -17,3 +22,19 @@ class DataError(LstmTuneError):
 
 class StorageError(LstmTuneError):
     """The Optuna storage cannot be reached or does not hold what was asked for."""
+
+
+def exception_chain(
+    exc: BaseException, *, limit: int = DEFAULT_CHAIN_LIMIT
+) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling, nearest first.
+
+    Each step follows ``__cause__`` (``raise ... from``), else ``__context__``; at most
+    ``limit`` exceptions, so a cycle in a chain cannot loop forever.
+    """
+    seen: BaseException | None = exc
+    for _ in range(limit):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__

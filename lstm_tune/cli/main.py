@@ -560,7 +560,7 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
     import logging
 
     from lstm_tune.errors import ConfigError
-    from lstm_tune.storages.grpc import serve_proxy
+    from lstm_tune.storages.proxy import serve_proxy
 
     storage = args.storage or os.environ.get(STORAGE_ENV)
     if not storage:

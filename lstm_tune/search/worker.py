@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import StudySpec, spec_to_dict
-from lstm_tune.errors import StorageError
+from lstm_tune.errors import StorageError, exception_chain
 from lstm_tune.search import studies
 from lstm_tune.search.objective import (
     TrialEpochHook,
@@ -21,7 +21,7 @@ from lstm_tune.search.objective import (
     TrialPrunedHook,
     make_objective,
 )
-from lstm_tune.storages import BUDGET_ATTR, _short
+from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
 from lstm_tune.training.preflight import ConfigTooLarge
@@ -140,7 +140,9 @@ def run_search(
             gc_after_trial=True,
         )
     except optuna.exceptions.StorageInternalError as exc:
-        raise StorageError(f"storage failed during the search: {_short(exc)}") from exc
+        raise StorageError(
+            f"storage failed during the search: {describe_storage_error(exc)}"
+        ) from exc
     except AssertionError as exc:
         # When the storage refuses the write that ends a trial (read-only volume, full disk),
         # Optuna's trial runner asserts "Should not reach." over the storage's own error.
@@ -157,11 +159,4 @@ def run_search(
 
 def _storage_error_behind(exc: BaseException) -> StorageError | None:
     """The :class:`StorageError` an exception was raised over, if any."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # a trial's failure chains a handful of levels at most
-        if seen is None:
-            return None
-        if isinstance(seen, StorageError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, StorageError)), None)

@@ -153,9 +153,9 @@ def test_proxy_overlay_points_workers_at_the_proxy_service() -> None:
     port = service["spec"]["ports"][0]["port"]
     assert url.startswith(f"grpc://storage-proxy:{port}?")
     assert args[args.index("--port") + 1] == str(port)
-    from lstm_tune.storages.grpc import parse_grpc_url
+    from lstm_tune.storages import parse_url
 
-    assert parse_grpc_url(url).heartbeat_interval == 10  # the URL is one lstm-tune accepts
+    assert parse_url(url).options.heartbeat_interval == 10  # the URL is one lstm-tune accepts
 
 
 def test_pods_run_unprivileged_and_nothing_is_exposed() -> None:

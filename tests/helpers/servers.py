@@ -1,17 +1,24 @@
-"""Start the real ``lstm-tune dashboard`` command in a subprocess and find its URL."""
+"""Start real ``lstm-tune`` servers in a subprocess: the dashboard (and find its URL), and the
+gRPC storage proxy (and wait until it serves)."""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import ROOT
+from tests.helpers.pg import free_port
 
 START_TIMEOUT_S = 60.0  # importing optuna-dashboard on a busy 2-core machine takes seconds
 
@@ -68,3 +75,36 @@ def get_json(url: str) -> Any:
 def api_url(base: str, path: str) -> str:
     """``http://h:p/dashboard/`` + ``studies`` → ``http://h:p/api/studies``."""
     return base.removesuffix("dashboard/") + "api/" + path
+
+
+@contextmanager
+def storage_proxy(
+    storage_url: str, log: Path, *, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``lstm-tune storage-proxy`` for ``storage_url`` on a free port until the block ends
+    (then SIGTERM); yield its address ``grpc://127.0.0.1:PORT`` once it serves.
+
+    Everything the proxy prints goes to ``log`` (read it after the block for its last lines).
+    """
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "lstm_tune.cli", "storage-proxy",
+        "--port", str(port), "--storage", storage_url,
+    ]  # fmt: skip
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "Listening..." not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"storage proxy did not start; it said: {log.read_text()}")
+            time.sleep(0.1)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,8 +1,9 @@
-"""The gRPC storage proxy: grpc:// URLs, and a worker killed behind the proxy is recovered.
+"""The gRPC storage proxy with real processes: a worker killed behind the proxy is recovered,
+and a search through it stops at its budget and releases its trial on SIGTERM.
 
-Real processes on the real PostgreSQL: `lstm-tune storage-proxy` in front of a fresh
-database, and a worker process that runs an Optuna trial through `grpc://` and is SIGKILLed
-in the middle of it.
+`lstm-tune storage-proxy` in front of a fresh database on the real PostgreSQL, and worker
+processes that run Optuna trials through `grpc://`. What every storage does alike, the proxy
+included, is in test_storage_conformance.py.
 """
 
 from __future__ import annotations
@@ -20,27 +21,8 @@ import pytest
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages import open_storage
-from lstm_tune.storages.grpc import parse_grpc_url
 from tests.helpers import ROOT
-
-
-def test_grpc_urls_are_parsed_and_bad_ones_named() -> None:
-    options = parse_grpc_url("grpc://proxy.ns.svc:13000?heartbeat_interval=5&retry_timeout=30")
-    assert (options.host, options.port, options.heartbeat_interval) == ("proxy.ns.svc", 13000, 5)
-    assert options.retry_timeout == 30
-    assert parse_grpc_url("grpc://h:1?heartbeat_interval=0").heartbeat_interval is None
-    bad = {
-        "grpc://h": "expected grpc://HOST:PORT",
-        "grpc://h:99999": "expected grpc://HOST:PORT",
-        "grpc://u:pw@h:1": "has no user, password or database",
-        "grpc://h:1/optuna": "has no user, password or database",
-        "grpc://h:1?grace_period=60": "'grace_period' is not allowed on a grpc:// URL",
-        "grpc://h:1?heartbeat_interval=1.5": "heartbeat_interval='1.5' is not allowed",
-        "grpc://h:1?retry_timeout=-1": "retry_timeout='-1' is not allowed",
-    }
-    for url, message in bad.items():
-        with pytest.raises(StorageError, match=message.replace("?", r"\?")):
-            parse_grpc_url(url)
+from tests.helpers.servers import storage_proxy
 
 
 def test_a_worker_gives_up_on_a_proxy_that_never_answers() -> None:
@@ -77,19 +59,13 @@ WORKER = textwrap.dedent(
 def test_trial_of_a_worker_killed_behind_the_proxy_is_failed_and_requeued(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from tests.helpers import pg as _pg
-
-    port = _pg.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "lstm_tune.cli", "storage-proxy", "--port", str(port),
-         "--storage", f"{pg_url}?heartbeat_interval=1&grace_period=3"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    grpc_url = f"grpc://127.0.0.1:{port}?heartbeat_interval=1&retry_timeout=30"
-    try:
+    log = tmp_path / "proxy.log"
+    proxied = f"{pg_url}?heartbeat_interval=1&grace_period=3"
+    with storage_proxy(proxied, log) as address:
+        grpc_url = f"{address}?heartbeat_interval=1&retry_timeout=30"
         # A worker that finishes its trial: the proxy serves the study.
         done = subprocess.run(
             [sys.executable, str(script), grpc_url, "0"],
@@ -128,9 +104,7 @@ def test_trial_of_a_worker_killed_behind_the_proxy_is_failed_and_requeued(
         assert 1.0 <= recovered_after < 15, recovered_after
         # The heartbeat became the database's heartbeat row, not a stored system attribute.
         assert not any(k.startswith("lstm_tune:") for k in trials[1].system_attrs)
-    finally:
-        proxy.send_signal(signal.SIGTERM)
-        out = proxy.communicate(timeout=30)[0]
+    out = log.read_text()
     assert "stale-trial sweep every 1s" in out
     assert "trial 1 had no heartbeat for 3s" in out, out
 
@@ -143,7 +117,6 @@ def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
     import yaml
 
     from tests.helpers import TINY_SPACE
-    from tests.helpers import pg as _pg
 
     study = tmp_path / "proxied.yaml"
     study.write_text(
@@ -158,17 +131,10 @@ def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
             }
         )
     )
-    port = _pg.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_CACHE_DIR": str(tmp_path / "c")}
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "lstm_tune.cli", "storage-proxy", "--port", str(port),
-         "--storage", pg_url],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    grpc_url = f"grpc://127.0.0.1:{port}"
-    search = [sys.executable, "-m", "lstm_tune.cli", "search", str(study), "--storage", grpc_url]
-    search += ["--artifact-dir", str(tmp_path / "artifacts")]
-    try:
+    with storage_proxy(pg_url, tmp_path / "proxy.log", env=env) as grpc_url:
+        search = [sys.executable, "-m", "lstm_tune.cli", "search", str(study)]
+        search += ["--storage", grpc_url, "--artifact-dir", str(tmp_path / "artifacts")]
         done = subprocess.run(
             [*search, "--n-trials", "2"], env=env, capture_output=True, text=True, timeout=300
         )
@@ -194,6 +160,3 @@ def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
             assert trials[-1].state.name == "WAITING", out
         else:
             assert "before the worker stopped" in out, out
-    finally:
-        proxy.send_signal(signal.SIGTERM)
-        proxy.wait(timeout=30)

@@ -1,4 +1,6 @@
-"""storage.py on real SQLite files and a real PostgreSQL (shared server and a private cluster)."""
+"""lstm_tune.storages.rdb on real SQLite files and a real PostgreSQL (shared server and a
+private cluster): what only a database storage does. What every storage does alike is in
+tests/integration/test_storage_conformance.py."""
 
 from __future__ import annotations
 
@@ -8,15 +10,13 @@ import multiprocessing.synchronize
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from lstm_tune.errors import StorageError
-from lstm_tune.storages import held_trials, open_storage, redact_url, split_options
+from lstm_tune.storages import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # These tests play a dead worker by hand (ask without optimize) and call Optuna's stale-trial
@@ -27,85 +27,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every backend the product supports: a SQLite file and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'study.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
-
-
 def _states(study: optuna.study.Study) -> Counter[str]:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
-# --- URL and options ------------------------------------------------------------------------
-
-
-def test_options_come_from_the_url_query_and_never_reach_the_driver() -> None:
-    clean, options = split_options(
-        "postgresql+psycopg://u:secret@db/optuna?heartbeat_interval=5&grace_period=20"
-        "&retry_timeout=30&max_requeue=1&sslmode=disable"
-    )
-    assert (options.heartbeat_interval, options.grace_period) == (5, 20)
-    assert (options.retry_timeout, options.max_requeue) == (30.0, 1)
-    assert dict(clean.query) == {"sslmode": "disable"}
-    assert split_options("sqlite:///x.db?heartbeat_interval=0")[1].heartbeat_interval is None
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("mysql://u@h/db", "scheme 'mysql' is not supported; allowed: sqlite"),
-        ("not a url", "is not a valid URL"),
-        ("sqlite:///x.db?heartbeat_interval=soon", "heartbeat_interval='soon' is not allowed"),
-        ("sqlite:///x.db?grace_period=0", "grace_period='0' is not allowed; expected an integer"),
-        ("sqlite:///x.db?heartbeat_interval=10&grace_period=10", "must be greater than"),
-        ("sqlite:///x.db?retry_timeout=-1", "retry_timeout='-1' is not allowed"),
-    ],
-)
-def test_bad_urls_name_the_value_and_what_is_allowed(url: str, message: str) -> None:
-    with pytest.raises(StorageError, match=message.replace("(", r"\(").replace("?", r"\?")):
-        open_storage(url)
-
-
-def test_redact_url_hides_the_password() -> None:
-    assert redact_url("postgresql+psycopg://lstm:hunter2@db:5432/optuna") == (
-        "postgresql+psycopg://lstm:***@db:5432/optuna"
-    )
-
-
-# --- both backends --------------------------------------------------------------------------
-
-
-def test_a_study_runs_and_is_stored(storage_url: str) -> None:
-    study = optuna.create_study(storage=open_storage(storage_url), study_name="s")
-    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)
-    reloaded = optuna.load_study(study_name="s", storage=open_storage(storage_url))
-    assert _states(reloaded) == Counter(COMPLETE=5)
-    assert held_trials() == []  # every trial this process started was finished
-
-
-def test_a_trial_whose_worker_stopped_beating_is_failed_and_its_params_requeued(
-    storage_url: str,
-) -> None:
-    url = f"{storage_url}?heartbeat_interval=1&grace_period=2"
-    dead = optuna.create_study(storage=open_storage(url), study_name="s")
-    trial = dead.ask()
-    x = trial.suggest_float("x", 0.0, 1.0)
-    dead._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-    # The "dead" worker never beats again. Another worker checks after the grace period.
-    time.sleep(3.5)
-    alive = optuna.load_study(study_name="s", storage=open_storage(url))
-    optuna.storages.fail_stale_trials(alive)
-    trials = alive.get_trials(deepcopy=False)
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert trials[1].params == {"x": x}
-    assert trials[1].system_attrs["failed_trial"] == 0
-    # The living worker picks the copy up first and finishes it.
-    alive.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
-    assert alive.get_trials(deepcopy=False)[1].state == TrialState.COMPLETE
+# --- stale trials -------------------------------------------------------------------------
 
 
 def test_a_requeued_trial_is_not_requeued_forever(tmp_path: Path) -> None:
