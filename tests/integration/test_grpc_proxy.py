@@ -22,6 +22,7 @@ from lstm_tune.errors import StorageError
 from lstm_tune.storages import open_storage
 from lstm_tune.storages.grpc import parse_grpc_url
 from tests.helpers import ROOT
+from tests.helpers.studies import StudyFile
 
 
 def test_grpc_urls_are_parsed_and_bad_ones_named() -> None:
@@ -138,25 +139,16 @@ def test_trial_of_a_worker_killed_behind_the_proxy_is_failed_and_requeued(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
-    pg_url: str, tmp_path: Path, imdb_slice: Path
+    pg_url: str, tmp_path: Path, imdb_slice: Path, study_file: StudyFile
 ) -> None:
-    import yaml
-
-    from tests.helpers import TINY_SPACE
     from tests.helpers import pg as _pg
 
-    study = tmp_path / "proxied.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": "proxied",
-                "seed": 1,
-                "data": {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
-                "training": {"epochs": 1},
-                "search": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
-                "space": TINY_SPACE,
-            }
-        )
+    study = study_file(
+        name="proxied",
+        seed=1,
+        data={"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
+        training={"epochs": 1},
+        search={"sampler": {"name": "random"}, "pruner": {"name": "none"}},
     )
     port = _pg.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_CACHE_DIR": str(tmp_path / "c")}

@@ -14,13 +14,13 @@ from pathlib import Path
 import keras
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from lstm_tune.cli import main
 from lstm_tune.config import PARAM_NAMES, load_spec
 from lstm_tune.search.space import contains
-from tests.helpers import ROOT
+from tests.helpers import TINY_SPACE
+from tests.helpers.studies import StudyFile, write_study
 
 GOOD = {
     "hidden_size": 16,
@@ -36,23 +36,24 @@ HOPELESS = {**GOOD, "learning_rate": 1e-7}
 
 
 def _study_file(tmp_path: Path, data: Path) -> Path:
-    doc = {
-        "name": "e2e",
-        "seed": 7,
-        "data": {
+    return write_study(
+        tmp_path,
+        name="e2e",
+        seed=7,
+        data={
             "path": str(data),
             "max_features": 2000,
             "validation_split": 0.25,
             "cache_dir": str(tmp_path / "cache"),
         },
-        "training": {"epochs": 2},
-        "search": {
+        training={"epochs": 2},
+        search={
             "n_trials": 3,
             "sampler": {"name": "tpe", "options": {"n_startup_trials": 2}},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
             "enqueue": [GOOD, HOPELESS],
         },
-        "space": {
+        space={
             "hidden_size": {"low": 8, "high": 24},
             "num_layers": {"low": 1, "high": 2},
             "learning_rate": {"low": 1e-7, "high": 2e-2, "log": True},
@@ -60,10 +61,7 @@ def _study_file(tmp_path: Path, data: Path) -> Path:
             "sequence_length": {"low": 40, "high": 80, "step": 20},
             "batch_size": {"choices": [32, 64]},
         },
-    }
-    path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +184,10 @@ def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_broken_study_file_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    smoke = ROOT / "studies" / "imdb_smoke.yaml"
-    study = tmp_path / "broken.yaml"
-    study.write_text(
-        smoke.read_text().replace(
-            "hidden_size: {low: 16, high: 64", "hidden_size: {low: 64, high: 16"
-        )
-    )
+def test_broken_study_file_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, study_file: StudyFile
+) -> None:
+    study = study_file(name="broken", space={**TINY_SPACE, "hidden_size": {"low": 64, "high": 16}})
     result = _run_cli("search", str(study), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
 from lstm_tune.tasks import get_task
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import write_study
 
 SHARED = ROOT.parent / "shared" / "data"
 TINY = {
@@ -33,8 +33,7 @@ TINY = {
 
 
 def _train(tmp: Path, doc: dict[str, object]) -> Path:
-    config = tmp / "config.yaml"
-    config.write_text(yaml.safe_dump(doc))
+    config = write_study(tmp, filename="config.yaml", **doc)
     out = tmp / "model"
     assert main(["train", str(config), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} >= {

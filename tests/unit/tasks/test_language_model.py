@@ -35,6 +35,7 @@ from lstm_tune.tasks.language_model import (
 from lstm_tune.training.fit import fit
 from lstm_tune.types import Prepared
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import StudyFile, write_study
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 TASK = get_task("language_model")
@@ -286,18 +287,19 @@ def test_estimates_count_the_logits_and_the_windows(trained: dict[str, Any]) -> 
 def _study(
     tmp: Path, data: Path, *, space: dict[str, Any] | None = None, **data_keys: Any
 ) -> Path:
-    doc = {
-        "name": "lm",
-        "task": "language_model",
-        "seed": 5,
-        "data": {"path": str(data), **data_keys},
-        "training": {"epochs": 2},
-        "search": {
+    return write_study(
+        tmp,
+        name="lm",
+        task="language_model",
+        seed=5,
+        data={"path": str(data), **data_keys},
+        training={"epochs": 2},
+        search={
             "n_trials": 3,
             "sampler": {"name": "tpe", "options": {"n_startup_trials": 2}},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
         },
-        "space": space
+        space=space
         or {
             "hidden_size": {"low": 16, "high": 24},
             "num_layers": 1,
@@ -306,10 +308,7 @@ def _study(
             "sequence_length": {"choices": [32, 64]},
             "batch_size": 32,
         },
-    }
-    path = tmp / "lm.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
 @pytest.mark.parametrize(
@@ -348,14 +347,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_storage(
 
 
 def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_trial(
-    shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
     data = _write(tmp_path, shakespeare[:3000])  # validation: 300 characters
     params = {**TINY, "sequence_length": 400}
     doc = yaml.safe_load(_study(tmp_path, data).read_text())
     doc.pop("space")
-    config = tmp_path / "one.yaml"
-    config.write_text(yaml.safe_dump({**doc, "params": params}))
+    config = study_file(filename="one.yaml", **doc, params=params)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
@@ -371,7 +369,7 @@ def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_tria
     study = _study(tmp_path, data, space={**params, "sequence_length": {"choices": [32, 400]}})
     doc = yaml.safe_load(study.read_text())
     doc["search"] = {"n_trials": 2, "enqueue": [params, fitting, fitting]}
-    study.write_text(yaml.safe_dump(doc))
+    study = study_file(**doc)
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     assert main(["search", str(study), "--storage", storage]) == 0
     trials = optuna.load_study(study_name="lm", storage=storage).trials
@@ -405,7 +403,7 @@ def test_search_export_train_report_on_a_slice_of_tiny_shakespeare(
     study_file = _study(tmp_path, data, test_split=0.1)
     doc = yaml.safe_load(study_file.read_text())
     doc["search"]["enqueue"] = [GOOD, HOPELESS]
-    study_file.write_text(yaml.safe_dump(doc))
+    study_file = write_study(tmp_path, **doc)
     storage = f"sqlite:///{tmp_path / 'lm.db'}"
     assert main(["search", str(study_file), "--storage", storage]) == 0
     study = optuna.load_study(study_name="lm", storage=storage)
