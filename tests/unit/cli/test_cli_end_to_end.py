@@ -72,6 +72,7 @@ def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"tmp": tmp, "study_file": study_file, "storage": storage}
 
 
+@pytest.mark.slow
 def test_search_runs_the_budget_with_a_pruned_trial(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     code = main(["search", str(searched["study_file"]), "--storage", searched["storage"]])
     out = capsys.readouterr().out
@@ -102,6 +103,7 @@ def test_search_runs_the_budget_with_a_pruned_trial(searched: dict, capsys) -> N
     assert "budget reached: 3/3 finished trials" in out
 
 
+@pytest.mark.slow
 def test_running_again_resumes_and_n_trials_is_the_total(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     args = ["search", str(searched["study_file"]), "--storage", searched["storage"]]
     assert main(args) == 0
@@ -111,6 +113,7 @@ def test_running_again_resumes_and_n_trials_is_the_total(searched: dict, capsys)
     assert len(study.trials) == 4
 
 
+@pytest.mark.slow
 def test_export_best_round_trips_through_the_study_file_rules(searched: dict) -> None:
     best_yaml = searched["tmp"] / "best.yaml"
     assert (
@@ -141,6 +144,7 @@ def test_export_best_round_trips_through_the_study_file_rules(searched: dict) ->
     assert str(searched["tmp"] / "s.db") not in best_yaml.read_text()
 
 
+@pytest.mark.slow
 def test_train_from_exported_yaml_writes_consistent_metrics(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     out_dir = searched["tmp"] / "run"
     assert main(["train", str(searched["tmp"] / "best.yaml"), "--out", str(out_dir)]) == 0

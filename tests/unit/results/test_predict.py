@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
@@ -63,6 +64,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_text_classifier_predicts_raw_text_like_its_own_evaluation(
     imdb_slice: Path, tmp_path: Path
 ) -> None:
@@ -123,6 +125,7 @@ def test_text_classifier_predicts_raw_text_like_its_own_evaluation(
     assert one.stdout.splitlines()[1].split(",")[0] == rows[0]["label"]
 
 
+@pytest.mark.slow
 def test_forecaster_predicts_the_next_horizon_from_a_raw_history(tmp_path: Path) -> None:
     etth1 = SHARED / "ETTh1.csv"
     if not etth1.exists():
@@ -173,6 +176,7 @@ def test_forecaster_predicts_the_next_horizon_from_a_raw_history(tmp_path: Path)
     assert len(failed.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_language_model_continues_a_prompt_like_its_own_sampler(tmp_path: Path) -> None:
     text = SHARED / "tinyshakespeare.txt"
     if not text.exists():

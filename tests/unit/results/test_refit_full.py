@@ -86,6 +86,7 @@ def test_language_model_fit_tokens_are_followed_by_the_validation_tokens(tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_train_refit_full_trains_on_fit_and_validation(
     imdb_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:

@@ -37,6 +37,7 @@ def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"tmp": tmp, "storage": Path(storage.removeprefix("sqlite:///"))}
 
 
+@pytest.mark.slow
 def test_finalize_exports_the_finalist_with_the_best_mean(
     searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,6 +67,7 @@ def test_finalize_exports_the_finalist_with_the_best_mean(
     assert 'id="finalists"' in page.read_text()
 
 
+@pytest.mark.slow
 def test_a_budget_below_the_estimate_refuses_before_training(
     searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -34,6 +34,7 @@ def _corpus(labels: np.ndarray) -> Prepared:
     return Prepared(fit, validation, test, {"vocab_size": 30, "class_names": ["0", "1"]})
 
 
+@pytest.mark.slow
 def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
     tmp_path: Path,
 ) -> None:
@@ -51,6 +52,7 @@ def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
     assert outcome.finished == 0
 
 
+@pytest.mark.slow
 def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> None:
     spec = parse_spec(
         {"name": "done", "training": {"epochs": 1}, "search": {"n_trials": 1}, "params": TINY},

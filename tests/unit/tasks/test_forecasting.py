@@ -170,6 +170,7 @@ def test_predict_change_adds_the_last_value_and_an_idle_head_is_the_naive_foreca
 
 
 @pytest.mark.parametrize("predict_change", [False, True])
+@pytest.mark.slow
 def test_score_equals_what_keras_logs(etth1_slice: Path, predict_change: bool) -> None:
     task = get_task("forecasting")
     data = _data(etth1_slice, input_columns=["OT", "LUFL"], predict_change=predict_change)
@@ -339,6 +340,7 @@ def test_a_window_longer_than_the_training_rows_is_one_line_exit_2(
         get_task("forecasting").batches(prepared.fit, study["params"], shuffle_seed=None)
 
 
+@pytest.mark.slow
 def test_a_search_fails_a_trial_whose_window_does_not_fit_and_goes_on(
     etth1_slice: Path, tmp_path: Path, study_file: StudyFile
 ) -> None:
@@ -356,6 +358,7 @@ def test_a_search_fails_a_trial_whose_window_does_not_fit_and_goes_on(
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_an_etth1_slice(
     etth1_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

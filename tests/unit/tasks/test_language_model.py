@@ -161,6 +161,7 @@ def trained(shakespeare: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
+@pytest.mark.slow
 def test_score_equals_what_keras_logs_at_epoch_end(trained: dict[str, Any]) -> None:
     history, model = trained["recorder"].history, trained["model"]
     validation = trained["prepared"].validation
@@ -175,6 +176,7 @@ def test_score_equals_what_keras_logs_at_epoch_end(trained: dict[str, Any]) -> N
     assert history["val_perplexity"][-1] < history["val_perplexity"][0]  # it learns
 
 
+@pytest.mark.slow
 def test_a_checkpoint_sample_is_a_fixed_subset_of_windows(trained: dict[str, Any]) -> None:
     model, validation = trained["model"], trained["prepared"].validation
     sample = TASK.sample(validation, 10, seed=3)
@@ -184,6 +186,7 @@ def test_a_checkpoint_sample_is_a_fixed_subset_of_windows(trained: dict[str, Any
     assert TASK.score(model, TASK.sample(validation, 10**6, seed=3), TINY, "val_loss") == whole
 
 
+@pytest.mark.slow
 def test_unigram_baseline_equals_a_hand_computation(trained: dict[str, Any]) -> None:
     text, prepared = trained["text"], trained["prepared"]
     fit_text = text[: len(prepared.fit)]
@@ -202,6 +205,7 @@ def test_unigram_baseline_equals_a_hand_computation(trained: dict[str, Any]) -> 
     assert trained["metrics"]["predicted_tokens"] == len(predicted)
 
 
+@pytest.mark.slow
 def test_bits_per_char_is_nats_over_ln_2_and_the_model_beats_the_baseline(
     trained: dict[str, Any],
 ) -> None:
@@ -219,6 +223,7 @@ def test_bits_per_char_is_nats_over_ln_2_and_the_model_beats_the_baseline(
     json.dumps(metrics)  # JSON-ready
 
 
+@pytest.mark.slow
 def test_samples_follow_the_model_and_repeat_with_the_seed(trained: dict[str, Any]) -> None:
     model, prepared = trained["model"], trained["prepared"]
     prompt = prepared.test.ids[:20]
@@ -237,6 +242,7 @@ def test_samples_follow_the_model_and_repeat_with_the_seed(trained: dict[str, An
     assert TASK.evaluate(model, prepared, TINY)["samples"] == samples
 
 
+@pytest.mark.slow
 def test_a_saved_model_loads_back_with_its_perplexity_metric(
     trained: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -250,6 +256,7 @@ def test_a_saved_model_loads_back_with_its_perplexity_metric(
     )
 
 
+@pytest.mark.slow
 def test_training_windows_change_offset_and_order_each_epoch(trained: dict[str, Any]) -> None:
     split = trained["prepared"].fit
     batches = TASK.batches(split, TINY, shuffle_seed=1)
@@ -268,6 +275,7 @@ def test_training_windows_change_offset_and_order_each_epoch(trained: dict[str, 
     )
 
 
+@pytest.mark.slow
 def test_estimates_count_the_logits_and_the_windows(trained: dict[str, Any]) -> None:
     prepared = trained["prepared"]
     small = TASK.estimate_memory(TINY, prepared)
@@ -346,6 +354,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_storage(
     assert not db.exists(), "bad data must not create the study's storage"
 
 
+@pytest.mark.slow
 def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_trial(
     shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
@@ -396,6 +405,7 @@ GOOD = {**TINY, "hidden_size": 24, "learning_rate": 0.01, "sequence_length": 64}
 HOPELESS = {**GOOD, "learning_rate": 1e-7}
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_a_slice_of_tiny_shakespeare(
     shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -77,6 +77,7 @@ def _study(tmp: Path, data: Path, **data_changes: object) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_four_classes_and_other_columns(
     ratings_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
