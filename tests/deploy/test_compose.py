@@ -146,13 +146,9 @@ def _local(service: dict[str, Any], db_url: str, tmp: Path) -> tuple[list[str], 
 def test_init_workers_and_dashboard_work_together(
     tmp_path: Path, pg_url: str, imdb_slice: Path, study_file: StudyFile
 ) -> None:
-    study = study_file(
-        name="compose",
-        seed=1,
-        data={"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
-        training={"epochs": 1},
-        search={"sampler": {"name": "random"}, "pruner": {"name": "none"}},
-    )
+    # The tiny study's 1-epoch trials, random sampler and no pruner; the budget is given below.
+    data = {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200}
+    study = study_file(name="compose", seed=1, data=data)
     env = {
         **_example_env(),
         "POSTGRES_PASSWORD": "test-password",

@@ -143,13 +143,9 @@ def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
 ) -> None:
     from tests.helpers import pg as _pg
 
-    study = study_file(
-        name="proxied",
-        seed=1,
-        data={"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
-        training={"epochs": 1},
-        search={"sampler": {"name": "random"}, "pruner": {"name": "none"}},
-    )
+    # The tiny study's 1-epoch trials, random sampler and no pruner; the budget is given below.
+    data = {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200}
+    study = study_file(name="proxied", seed=1, data=data)
     port = _pg.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_CACHE_DIR": str(tmp_path / "c")}
     proxy = subprocess.Popen(
