@@ -1,8 +1,9 @@
-"""Shared fixtures: the real IMDB corpus from ../shared/data and slices of it, PostgreSQL
-databases and private clusters. Plain helpers live in :mod:`tests.helpers`."""
+"""Shared fixtures: the real IMDB corpus from ../shared/data and slices of it, study files,
+PostgreSQL databases and private clusters. Plain helpers live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from tests.helpers import SHARED_DATA, require_or_skip, write_slice
 from tests.helpers import pg as _pg
+from tests.helpers.studies import StudyFile, write_study
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +27,14 @@ def shared_data() -> Path:
 def imdb_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """800 real reviews (200 per split and class) as a plain CSV."""
     return write_slice(shared_data, tmp_path_factory.mktemp("data") / "imdb_slice.csv", 200)
+
+
+@pytest.fixture
+def study_file(tmp_path: Path) -> StudyFile:
+    """Write a study YAML into ``tmp_path`` from keyword parts over a tiny two-trial study:
+    ``study_file(name="s", data={"path": ...}, training={"epochs": 2})``; a part given as
+    None is left out. See :func:`tests.helpers.studies.write_study`."""
+    return functools.partial(write_study, tmp_path)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from lstm_tune.storages import open_storage
-from tests.helpers import ROOT, TINY_SPACE, require_or_skip
+from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import StudyFile
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 MOUNTS = ("/cache", "/artifacts")
@@ -143,21 +144,11 @@ def _local(service: dict[str, Any], db_url: str, tmp: Path) -> tuple[list[str], 
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_init_workers_and_dashboard_work_together(
-    tmp_path: Path, pg_url: str, imdb_slice: Path
+    tmp_path: Path, pg_url: str, imdb_slice: Path, study_file: StudyFile
 ) -> None:
-    study = tmp_path / "compose.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": "compose",
-                "seed": 1,
-                "data": {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
-                "training": {"epochs": 1},
-                "search": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
-                "space": TINY_SPACE,
-            }
-        )
-    )
+    # The tiny study's 1-epoch trials, random sampler and no pruner; the budget is given below.
+    data = {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200}
+    study = study_file(name="compose", seed=1, data=data)
     env = {
         **_example_env(),
         "POSTGRES_PASSWORD": "test-password",

@@ -12,11 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lstm_tune import cli
-from tests.helpers import ROOT, TINY_SPACE
+from tests.helpers import ROOT
 from tests.helpers import pg as _pg
+from tests.helpers.studies import StudyFile
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,10 +49,9 @@ def test_a_read_only_command_on_a_mistyped_study_creates_no_file(
 
 
 def test_the_dashboard_takes_the_url_create_study_prints_and_creates_nothing(
-    tmp_path: Path,
+    tmp_path: Path, study_file: StudyFile
 ) -> None:
-    study = tmp_path / "s.yaml"
-    study.write_text(yaml.safe_dump({"name": "s", "space": TINY_SPACE}))
+    study = study_file(name="s")
     work = tmp_path / "elsewhere"
     work.mkdir()
     # A relative --storage: what is printed must still name the file from anywhere.
@@ -88,11 +87,9 @@ def test_the_dashboard_takes_the_url_create_study_prints_and_creates_nothing(
 
 
 def test_data_path_precedence_is_flag_then_environment_then_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, study_file: StudyFile
 ) -> None:
-    study = tmp_path / "s.yaml"
-    study.write_text(yaml.safe_dump({"name": "s", "data": {"path": "file.csv"},
-                                     "space": TINY_SPACE}))  # fmt: skip
+    study = study_file(name="s", data={"path": "file.csv"})
     monkeypatch.delenv(cli.DATA_PATH_ENV, raising=False)
     assert cli._load_with_overrides(str(study), None).data.path == str(tmp_path / "file.csv")
     monkeypatch.setenv(cli.DATA_PATH_ENV, "/data/env.csv.gz")

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lstm_tune.storages import SPEC_ATTR, open_storage
 from tests.helpers import ROOT, TINY_SPACE
+from tests.helpers.studies import write_study
 
 ROUNDS = 5
 PROCESSES = 4
@@ -26,16 +26,9 @@ START_DELAY = 3.0
 
 
 def _study_file(tmp_path: Path) -> Path:
-    doc = {
-        "name": "race",
-        "data": {"path": "unused.csv"},
-        "search": {"enqueue": [{**{k: v["low"] for k, v in TINY_SPACE.items() if "low" in v},
-                                "batch_size": 16}]},
-        "space": TINY_SPACE,
-    }  # fmt: skip
-    path = tmp_path / "race.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    lows = {k: v["low"] for k, v in TINY_SPACE.items() if "low" in v}
+    search = {"enqueue": [{**lows, "batch_size": 16}]}
+    return write_study(tmp_path, name="race", data={"path": "unused.csv"}, search=search)
 
 
 def _race(study: Path, url: str, log_dir: Path) -> list[tuple[int, str]]:

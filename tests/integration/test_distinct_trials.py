@@ -15,13 +15,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from lstm_tune.config import parse_spec
 from lstm_tune.search.space import suggest
 from lstm_tune.search.strategy import build_trial_seeded_sampler
 from lstm_tune.storages import open_storage
 from tests.helpers import ROOT, TINY_SPACE, write_slice
+from tests.helpers.studies import write_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 # Random start-up trials for every sampler; then each one's own way of choosing.
@@ -112,18 +112,15 @@ def tiny_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A study whose trials take a few seconds: 400 reviews, a 4-8 unit LSTM, 1 epoch."""
     tmp = tmp_path_factory.mktemp("distinct")
     data = write_slice(shared_data, tmp / "slice.csv", 100)
-    doc = {
-        "name": "distinct",
-        "seed": 5,
-        "data": {"path": str(data), "max_features": 500, "cache_dir": str(tmp / "cache")},
-        "training": {"epochs": 1},
-        "search": {"n_trials": 6, "sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
-                   "pruner": {"name": "none"}},
-        "space": TINY_SPACE,
-    }  # fmt: skip
-    path = tmp / "distinct.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_study(
+        tmp,
+        name="distinct",
+        seed=5,
+        data={"path": str(data), "max_features": 500, "cache_dir": str(tmp / "cache")},
+        training={"epochs": 1},
+        search={"n_trials": 6, "sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                "pruner": {"name": "none"}},
+    )  # fmt: skip
 
 
 def _search(study: Path, url: str, *args: str) -> list[str]:

@@ -23,6 +23,7 @@ from lstm_tune.errors import StorageError
 from lstm_tune.storages import open_storage
 from tests.helpers import ROOT
 from tests.helpers.servers import storage_proxy
+from tests.helpers.studies import StudyFile
 
 
 def test_a_worker_gives_up_on_a_proxy_that_never_answers() -> None:
@@ -112,25 +113,11 @@ def test_trial_of_a_worker_killed_behind_the_proxy_is_failed_and_requeued(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_search_through_the_proxy_stops_at_the_budget_and_releases_on_sigterm(
-    pg_url: str, tmp_path: Path, imdb_slice: Path
+    pg_url: str, tmp_path: Path, imdb_slice: Path, study_file: StudyFile
 ) -> None:
-    import yaml
-
-    from tests.helpers import TINY_SPACE
-
-    study = tmp_path / "proxied.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": "proxied",
-                "seed": 1,
-                "data": {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200},
-                "training": {"epochs": 1},
-                "search": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
-                "space": TINY_SPACE,
-            }
-        )
-    )
+    # The tiny study's 1-epoch trials, random sampler and no pruner; the budget is given below.
+    data = {"path": str(imdb_slice), "max_features": 1000, "train_limit": 200}
+    study = study_file(name="proxied", seed=1, data=data)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_CACHE_DIR": str(tmp_path / "c")}
     with storage_proxy(pg_url, tmp_path / "proxy.log", env=env) as grpc_url:
         search = [sys.executable, "-m", "lstm_tune.cli", "search", str(study)]

@@ -27,8 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 from lstm_tune.runtime.layout import threads_for, usable_cores
 from lstm_tune.runtime.stop import StopRequested, graceful_stop, stop_behind
 from lstm_tune.storages import open_storage
-from tests.helpers import ROOT, TINY_SPACE, require_or_skip, write_slice
+from tests.helpers import ROOT, require_or_skip, write_slice
 from tests.helpers.servers import api_url, dashboard_process, get_json
+from tests.helpers.studies import write_study
 
 # Fast failure detection for the tests; the product defaults are 10 s / 60 s.
 FAST_HEARTBEAT = "heartbeat_interval=1&grace_period=3"
@@ -123,22 +124,19 @@ def tiny_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A study small enough that a trial takes seconds: 400 reviews, a 4-8 unit LSTM."""
     tmp = tmp_path_factory.mktemp("pool")
     data = write_slice(shared_data, tmp / "slice.csv", 100)
-    doc = {
-        "name": "pool",
-        "seed": 3,
-        "data": {
+    return write_study(
+        tmp,
+        name="pool",
+        seed=3,
+        data={
             "path": str(data),
             "max_features": 1000,
             "validation_split": 0.25,
             "cache_dir": str(tmp / "cache"),
         },
-        "training": {"epochs": 2},
-        "search": {"n_trials": 4, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
-        "space": TINY_SPACE,
-    }
-    path = tmp / "pool.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+        training={"epochs": 2},
+        search={"n_trials": 4, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
+    )
 
 
 def _search(study: Path, *args: str) -> list[str]:
@@ -477,9 +475,7 @@ def slow_trial_study(tiny_study: Path) -> Path:
     """The tiny study with trials long enough (30 epochs, seconds) to be caught mid-trial."""
     doc = yaml.safe_load(tiny_study.read_text())
     doc["training"]["epochs"] = 30
-    path = tiny_study.parent / "slow_trial.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_study(tiny_study.parent, filename="slow_trial.yaml", **doc)
 
 
 def _epochs_of_the_running_trial(url: str) -> int:

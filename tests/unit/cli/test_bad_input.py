@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lstm_tune.cli import main
+from tests.helpers.studies import write_study
 
 # Each case must fail within this: nothing is trained or downloaded before the check.
 MAX_SECONDS = 30
@@ -51,11 +51,7 @@ def study(**changes: object) -> dict[str, object]:
         "search": {"n_trials": 1},
         "space": SPACE,
     }
-    for key, value in changes.items():
-        if value is None:
-            doc.pop(key, None)
-        else:
-            doc[key] = value
+    doc.update(changes)  # a None is left out when the file is written
     return doc
 
 
@@ -287,7 +283,7 @@ def _write(root: Path, files: dict[str, object]) -> None:
         elif isinstance(content, str):
             path.write_text(content, encoding="utf-8")
         else:
-            path.write_text(yaml.safe_dump(content), encoding="utf-8")
+            write_study(path.parent, filename=path.name, **content)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,13 +14,13 @@ from pathlib import Path
 import keras
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from lstm_tune.cli import main
 from lstm_tune.config import PARAM_NAMES, load_spec
 from lstm_tune.search.space import contains
-from tests.helpers import ROOT
+from tests.helpers import TINY_SPACE
+from tests.helpers.studies import StudyFile, write_study
 
 GOOD = {
     "hidden_size": 16,
@@ -36,23 +36,24 @@ HOPELESS = {**GOOD, "learning_rate": 1e-7}
 
 
 def _study_file(tmp_path: Path, data: Path) -> Path:
-    doc = {
-        "name": "e2e",
-        "seed": 7,
-        "data": {
+    return write_study(
+        tmp_path,
+        name="e2e",
+        seed=7,
+        data={
             "path": str(data),
             "max_features": 2000,
             "validation_split": 0.25,
             "cache_dir": str(tmp_path / "cache"),
         },
-        "training": {"epochs": 2},
-        "search": {
+        training={"epochs": 2},
+        search={
             "n_trials": 3,
             "sampler": {"name": "tpe", "options": {"n_startup_trials": 2}},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
             "enqueue": [GOOD, HOPELESS],
         },
-        "space": {
+        space={
             "hidden_size": {"low": 8, "high": 24},
             "num_layers": {"low": 1, "high": 2},
             "learning_rate": {"low": 1e-7, "high": 2e-2, "log": True},
@@ -60,10 +61,7 @@ def _study_file(tmp_path: Path, data: Path) -> Path:
             "sequence_length": {"low": 40, "high": 80, "step": 20},
             "batch_size": {"choices": [32, 64]},
         },
-    }
-    path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +72,7 @@ def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"tmp": tmp, "study_file": study_file, "storage": storage}
 
 
+@pytest.mark.slow
 def test_search_runs_the_budget_with_a_pruned_trial(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     code = main(["search", str(searched["study_file"]), "--storage", searched["storage"]])
     out = capsys.readouterr().out
@@ -104,6 +103,7 @@ def test_search_runs_the_budget_with_a_pruned_trial(searched: dict, capsys) -> N
     assert "budget reached: 3/3 finished trials" in out
 
 
+@pytest.mark.slow
 def test_running_again_resumes_and_n_trials_is_the_total(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     args = ["search", str(searched["study_file"]), "--storage", searched["storage"]]
     assert main(args) == 0
@@ -113,6 +113,7 @@ def test_running_again_resumes_and_n_trials_is_the_total(searched: dict, capsys)
     assert len(study.trials) == 4
 
 
+@pytest.mark.slow
 def test_export_best_round_trips_through_the_study_file_rules(searched: dict) -> None:
     best_yaml = searched["tmp"] / "best.yaml"
     assert (
@@ -143,6 +144,7 @@ def test_export_best_round_trips_through_the_study_file_rules(searched: dict) ->
     assert str(searched["tmp"] / "s.db") not in best_yaml.read_text()
 
 
+@pytest.mark.slow
 def test_train_from_exported_yaml_writes_consistent_metrics(searched: dict, capsys) -> None:  # type: ignore[no-untyped-def]
     out_dir = searched["tmp"] / "run"
     assert main(["train", str(searched["tmp"] / "best.yaml"), "--out", str(out_dir)]) == 0
@@ -186,14 +188,10 @@ def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_broken_study_file_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    smoke = ROOT / "studies" / "imdb_smoke.yaml"
-    study = tmp_path / "broken.yaml"
-    study.write_text(
-        smoke.read_text().replace(
-            "hidden_size: {low: 16, high: 64", "hidden_size: {low: 64, high: 16"
-        )
-    )
+def test_broken_study_file_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, study_file: StudyFile
+) -> None:
+    study = study_file(name="broken", space={**TINY_SPACE, "hidden_size": {"low": 64, "high": 16}})
     result = _run_cli("search", str(study), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -20,6 +20,7 @@ from lstm_tune.config import (
 )
 from lstm_tune.errors import ConfigError
 from tests.helpers import ROOT
+from tests.helpers.studies import write_study
 
 STUDIES = ROOT / "studies"
 
@@ -77,9 +78,7 @@ def _smoke() -> dict:
 def _broken(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
     doc = _smoke()
     change(doc)
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_study(tmp_path, filename="broken.yaml", **doc)
 
 
 @pytest.mark.parametrize(
@@ -180,8 +179,7 @@ def test_relative_data_path_is_relative_to_the_study_file(tmp_path: Path) -> Non
     doc = _smoke()
     doc["data"] = {"path": "reviews.csv.gz"}
     (tmp_path / "sub").mkdir()
-    path = tmp_path / "sub" / "s.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path = write_study(tmp_path / "sub", filename="s.yaml", **doc)
     spec = load_spec(path)
     assert spec.data.source == "csv"
     assert spec.data.path == str((tmp_path / "sub" / "reviews.csv.gz").resolve())

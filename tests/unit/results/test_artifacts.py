@@ -13,7 +13,6 @@ from typing import Any
 import keras
 import optuna
 import pytest
-import yaml
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -24,6 +23,7 @@ from lstm_tune.types import Objective
 from tests.helpers import require_or_skip
 from tests.helpers.browser import Browser, find_browser, keep_screenshot
 from tests.helpers.servers import api_url, dashboard_process, get_json
+from tests.helpers.studies import write_study
 
 ACCURACY = Objective("val_accuracy", "maximize")
 
@@ -149,23 +149,22 @@ HOPELESS = {**GOOD, "learning_rate": 1e-7}
 def real_search(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run `lstm-tune search` once on a slice of IMDB: one complete, one pruned trial."""
     tmp = tmp_path_factory.mktemp("search")
-    doc = {
-        "name": "artifacts",
-        "seed": 7,
-        "data": {"path": str(imdb_slice), "max_features": 2000, "validation_split": 0.25,
-                 "cache_dir": str(tmp / "cache")},
-        "training": {"epochs": 2},
-        "search": {
+    study_file = write_study(
+        tmp,
+        name="artifacts",
+        seed=7,
+        data={"path": str(imdb_slice), "max_features": 2000, "validation_split": 0.25,
+              "cache_dir": str(tmp / "cache")},
+        training={"epochs": 2},
+        search={
             "n_trials": 2,
             "sampler": {"name": "random"},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
             "enqueue": [GOOD, HOPELESS],
         },
-        "space": {name: {"choices": [GOOD[name], HOPELESS[name]]} if name == "learning_rate"
-                  else value for name, value in GOOD.items()},
-    }  # fmt: skip
-    study_file = tmp / "artifacts.yaml"
-    study_file.write_text(yaml.safe_dump(doc))
+        space={name: {"choices": [GOOD[name], HOPELESS[name]]} if name == "learning_rate"
+               else value for name, value in GOOD.items()},
+    )  # fmt: skip
     storage = f"sqlite:///{tmp / 's.db'}"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):  # not a terminal: progress prints plain lines

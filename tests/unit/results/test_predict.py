@@ -15,12 +15,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
+import pytest
 
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
 from lstm_tune.tasks import get_task
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import write_study
 
 SHARED = ROOT.parent / "shared" / "data"
 TINY = {
@@ -33,8 +34,7 @@ TINY = {
 
 
 def _train(tmp: Path, doc: dict[str, object]) -> Path:
-    config = tmp / "config.yaml"
-    config.write_text(yaml.safe_dump(doc))
+    config = write_study(tmp, filename="config.yaml", **doc)
     out = tmp / "model"
     assert main(["train", str(config), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} >= {
@@ -64,6 +64,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_text_classifier_predicts_raw_text_like_its_own_evaluation(
     imdb_slice: Path, tmp_path: Path
 ) -> None:
@@ -124,6 +125,7 @@ def test_text_classifier_predicts_raw_text_like_its_own_evaluation(
     assert one.stdout.splitlines()[1].split(",")[0] == rows[0]["label"]
 
 
+@pytest.mark.slow
 def test_forecaster_predicts_the_next_horizon_from_a_raw_history(tmp_path: Path) -> None:
     etth1 = SHARED / "ETTh1.csv"
     if not etth1.exists():
@@ -174,6 +176,7 @@ def test_forecaster_predicts_the_next_horizon_from_a_raw_history(tmp_path: Path)
     assert len(failed.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_language_model_continues_a_prompt_like_its_own_sampler(tmp_path: Path) -> None:
     text = SHARED / "tinyshakespeare.txt"
     if not text.exists():

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from lstm_tune.cli import main
 from lstm_tune.config import parse_spec
 from lstm_tune.tasks import get_task
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import StudyFile
 
 SHARED = ROOT.parent / "shared" / "data"
 PARAMS = {
@@ -86,17 +86,17 @@ def test_language_model_fit_tokens_are_followed_by_the_validation_tokens(tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_train_refit_full_trains_on_fit_and_validation(
-    imdb_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    imdb_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
-    config = tmp_path / "c.yaml"
-    doc = {
-        "name": "r",
-        "data": {"path": str(imdb_slice), "max_features": 300},
-        "training": {"epochs": 1},
-        "params": PARAMS,
-    }
-    config.write_text(yaml.safe_dump(doc))
+    config = study_file(
+        filename="c.yaml",
+        name="r",
+        data={"path": str(imdb_slice), "max_features": 300},
+        training={"epochs": 1},
+        params=PARAMS,
+    )
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--refit-full"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["refit_full"] is True

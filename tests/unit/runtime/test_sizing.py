@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lstm_tune.cli import main
 from lstm_tune.config import Choice, Fixed, FloatRange, IntRange, load_spec, parse_spec
@@ -13,6 +12,7 @@ from lstm_tune.runtime.sizing import ROUND_MIB, largest_configs, largest_value, 
 from lstm_tune.tasks import get_task
 from lstm_tune.training.preflight import MAX_SHARE_OF_AVAILABLE
 from tests.helpers import TINY_SPACE
+from tests.helpers.studies import StudyFile
 
 
 def test_largest_value_of_each_kind_of_range() -> None:
@@ -42,22 +42,12 @@ def test_enqueued_configs_are_sized_too() -> None:
 
 
 def test_estimate_command_prints_the_largest_configs_memory(
-    imdb_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    imdb_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
-    study = tmp_path / "s.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": "s",
-                "data": {
-                    "path": str(imdb_slice),
-                    "max_features": 1000,
-                    "cache_dir": str(tmp_path / "cache"),
-                },
-                "space": TINY_SPACE,
-                "search": {"enqueue": [{"hidden_size": 64, "batch_size": 32}]},
-            }
-        )  # fmt: skip
+    study = study_file(
+        name="s",
+        data={"path": str(imdb_slice), "max_features": 1000, "cache_dir": str(tmp_path / "cache")},
+        search={"enqueue": [{"hidden_size": 64, "batch_size": 32}]},
     )
     assert main(["estimate", str(study)]) == 0
     out = capsys.readouterr().out
@@ -74,9 +64,8 @@ def test_estimate_command_prints_the_largest_configs_memory(
 
 
 def test_estimate_command_names_a_bad_study_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
-    study = tmp_path / "bad.yaml"
-    study.write_text("name: bad\nspace: {hidden_size: {low: 64, high: 16}}\n")
+    study = study_file(name="bad", space={**TINY_SPACE, "hidden_size": {"low": 64, "high": 16}})
     assert main(["estimate", str(study)]) == 2
     assert "bad.yaml: space" in capsys.readouterr().err

@@ -7,22 +7,23 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
+from tests.helpers.studies import write_study
 
 
 @pytest.fixture(scope="module")
 def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("finalize")
-    doc = {
-        "name": "fin",
-        "seed": 5,
-        "data": {"path": str(imdb_slice), "max_features": 500, "cache_dir": str(tmp / "c")},
-        "training": {"epochs": 1},
-        "search": {"n_trials": 3, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
-        "space": {
+    study_file = write_study(
+        tmp,
+        name="fin",
+        seed=5,
+        data={"path": str(imdb_slice), "max_features": 500, "cache_dir": str(tmp / "c")},
+        training={"epochs": 1},
+        search={"n_trials": 3, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
+        space={
             "hidden_size": {"low": 4, "high": 12},
             "num_layers": 1,
             "learning_rate": {"low": 3e-3, "high": 3e-2, "log": True},
@@ -30,14 +31,13 @@ def searched(imdb_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
             "sequence_length": 40,
             "batch_size": 32,
         },
-    }
-    study_file = tmp / "fin.yaml"
-    study_file.write_text(yaml.safe_dump(doc))
+    )
     storage = f"sqlite:///{tmp / 'fin.db'}"
     assert main(["search", str(study_file), "--storage", storage]) == 0
     return {"tmp": tmp, "storage": Path(storage.removeprefix("sqlite:///"))}
 
 
+@pytest.mark.slow
 def test_finalize_exports_the_finalist_with_the_best_mean(
     searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,6 +67,7 @@ def test_finalize_exports_the_finalist_with_the_best_mean(
     assert 'id="finalists"' in page.read_text()
 
 
+@pytest.mark.slow
 def test_a_budget_below_the_estimate_refuses_before_training(
     searched: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -56,6 +56,7 @@ def _spec(
     )
 
 
+@pytest.mark.slow
 def test_reports_every_n_reviews_across_epochs(imdb_slice: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'c.db'}"
     spec = _spec(imdb_slice, tmp_path, {"name": "none"})
@@ -69,6 +70,7 @@ def test_reports_every_n_reviews_across_epochs(imdb_slice: Path, tmp_path: Path)
     assert len(trial.user_attrs["val_accuracy_per_epoch"]) == 2
 
 
+@pytest.mark.slow
 def test_a_hopeless_trial_stops_inside_its_first_epoch(imdb_slice: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'p.db'}"
     # Every accuracy is below 1.01, so the threshold pruner stops the trial at its first report.
@@ -80,6 +82,7 @@ def test_a_hopeless_trial_stops_inside_its_first_epoch(imdb_slice: Path, tmp_pat
     assert "val_accuracy_per_epoch" not in trial.user_attrs  # no epoch had ended
 
 
+@pytest.mark.slow
 def test_each_trial_records_its_time_estimate_and_warns_past_the_timeout(
     imdb_slice: Path,
     tmp_path: Path,
@@ -104,6 +107,7 @@ def test_each_trial_records_its_time_estimate_and_warns_past_the_timeout(
     ]
 
 
+@pytest.mark.slow
 def test_a_minimised_metric_is_reported_pruned_and_chosen_by_its_lowest_value(
     imdb_slice: Path, tmp_path: Path
 ) -> None:

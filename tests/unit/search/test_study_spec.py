@@ -19,6 +19,7 @@ from lstm_tune.search.specdiff import diff, is_free, meaningful_changes
 from lstm_tune.search.studies import SPEC_ID_ATTR, open_study, tag_trials, trial_spec
 from lstm_tune.storages import SPEC_ATTR, open_storage
 from tests.helpers import ROOT, TINY_SPACE
+from tests.helpers.studies import StudyFile
 
 
 def _doc(**changes: Any) -> dict[str, Any]:
@@ -37,12 +38,6 @@ def _doc(**changes: Any) -> dict[str, Any]:
             node = node[key]
         node[last] = value
     return doc
-
-
-def _write(tmp_path: Path, doc: dict[str, Any], name: str = "s.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -70,12 +65,14 @@ def test_the_diff_is_generic_over_the_documents_keys() -> None:
     assert is_free("search.pruner.options.n_startup_trials") and not is_free("seed")
 
 
-def test_a_resume_that_changes_epochs_or_a_range_stops_with_one_line(tmp_path: Path) -> None:
+def test_a_resume_that_changes_epochs_or_a_range_stops_with_one_line(
+    tmp_path: Path, study_file: StudyFile
+) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert _cli("create-study", str(_write(tmp_path, _doc())), "--storage", url).returncode == 0
+    assert _cli("create-study", str(study_file(**_doc())), "--storage", url).returncode == 0
     changed = _doc(training__epochs=3)
     changed["space"]["learning_rate"] = {"low": 1e-3, "high": 1e-2}  # log -> linear
-    run = _cli("create-study", str(_write(tmp_path, changed, "c.yaml")), "--storage", url)
+    run = _cli("create-study", str(study_file(**changed, filename="c.yaml")), "--storage", url)
     assert run.returncode == 2, run.stderr
     line = run.stderr.strip()
     assert "\n" not in line and line.startswith("lstm-tune: error: study 's' in sqlite:////")
@@ -86,13 +83,15 @@ def test_a_resume_that_changes_epochs_or_a_range_stops_with_one_line(tmp_path: P
     assert stored["training"]["epochs"] == 2  # nothing recorded
 
 
-def test_budget_sampler_pruner_and_paths_may_change_freely(tmp_path: Path) -> None:
+def test_budget_sampler_pruner_and_paths_may_change_freely(
+    tmp_path: Path, study_file: StudyFile
+) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert _cli("create-study", str(_write(tmp_path, _doc())), "--storage", url).returncode == 0
+    assert _cli("create-study", str(study_file(**_doc())), "--storage", url).returncode == 0
     free = _doc(search__n_trials=50, search__timeout=600, data__path="elsewhere/a.csv")
     free["search"]["sampler"] = {"name": "tpe", "options": {"n_startup_trials": 5}}
     free["search"]["pruner"] = {"name": "median"}
-    run = _cli("create-study", str(_write(tmp_path, free, "f.yaml")), "--storage", url)
+    run = _cli("create-study", str(study_file(**free, filename="f.yaml")), "--storage", url)
     assert run.returncode == 0, run.stderr
 
 
@@ -111,13 +110,13 @@ def _toy_trials(spec_path: Path, url: str, n: int, value: float, **kw: Any) -> N
 
 
 def test_accept_changes_applies_from_the_next_trial_and_export_writes_what_ran(
-    tmp_path: Path,
+    tmp_path: Path, study_file: StudyFile
 ) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    first = _write(tmp_path, _doc(data__path=str(tmp_path / "first.csv")))
+    first = study_file(**_doc(data__path=str(tmp_path / "first.csv")))
     _toy_trials(first, url, 2, value=0.9)  # the best trials ran 2 epochs on first.csv
     fixed = _doc(data__path=str(tmp_path / "fixed.csv"), training__epochs=4)
-    second = _write(tmp_path, fixed, "second.yaml")
+    second = study_file(**fixed, filename="second.yaml")
     with pytest.raises(ConfigError, match="training.epochs: 2 -> 4"):
         _toy_trials(second, url, 1, value=0.5)
     _toy_trials(second, url, 2, value=0.5, accept_changes=True)
@@ -143,12 +142,14 @@ def test_accept_changes_applies_from_the_next_trial_and_export_writes_what_ran(
     assert yaml.safe_load(out.read_text())["data"]["path"] == str(local)
 
 
-def test_accept_changes_refuses_a_range_optuna_cannot_mix_in_one_study(tmp_path: Path) -> None:
+def test_accept_changes_refuses_a_range_optuna_cannot_mix_in_one_study(
+    tmp_path: Path, study_file: StudyFile
+) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    _toy_trials(_write(tmp_path, _doc()), url, 1, value=0.7)
+    _toy_trials(study_file(**_doc()), url, 1, value=0.7)
     linear = _doc()
     linear["space"]["learning_rate"] = {"low": 1e-3, "high": 1e-2}
-    run = _cli("create-study", str(_write(tmp_path, linear, "l.yaml")), "--storage", url,
+    run = _cli("create-study", str(study_file(**linear, filename="l.yaml")), "--storage", url,
                "--accept-changes")  # fmt: skip
     assert run.returncode == 2
     line = run.stderr.strip()
@@ -157,13 +158,13 @@ def test_accept_changes_refuses_a_range_optuna_cannot_mix_in_one_study(tmp_path:
 
 
 def test_an_accepted_compatible_range_change_is_searched_from_the_next_trial(
-    tmp_path: Path,
+    tmp_path: Path, study_file: StudyFile
 ) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    _toy_trials(_write(tmp_path, _doc()), url, 2, value=0.7)
+    _toy_trials(study_file(**_doc()), url, 2, value=0.7)
     wider = _doc()
     wider["space"]["hidden_size"] = {"low": 16, "high": 24}
-    _toy_trials(_write(tmp_path, wider, "w.yaml"), url, 3, value=0.6, accept_changes=True)
+    _toy_trials(study_file(**wider, filename="w.yaml"), url, 3, value=0.6, accept_changes=True)
     study = optuna.load_study(study_name="s", storage=url)
     assert all(16 <= t.params["hidden_size"] <= 24 for t in study.trials[2:])
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5

@@ -14,6 +14,7 @@ from lstm_tune.config import parse_spec
 from lstm_tune.search.worker import MAX_CONSECUTIVE_FAILURES, run_search
 from lstm_tune.tasks.text_classification.data import Split
 from lstm_tune.types import Prepared
+from tests.helpers.studies import StudyFile
 
 TINY = {
     "hidden_size": 4,
@@ -33,6 +34,7 @@ def _corpus(labels: np.ndarray) -> Prepared:
     return Prepared(fit, validation, test, {"vocab_size": 30, "class_names": ["0", "1"]})
 
 
+@pytest.mark.slow
 def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
     tmp_path: Path,
 ) -> None:
@@ -50,6 +52,7 @@ def test_nan_trials_fail_with_their_reason_and_the_worker_stops_after_a_streak(
     assert outcome.finished == 0
 
 
+@pytest.mark.slow
 def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> None:
     spec = parse_spec(
         {"name": "done", "training": {"epochs": 1}, "search": {"n_trials": 1}, "params": TINY},
@@ -72,6 +75,7 @@ def test_search_exits_3_when_it_gives_up_after_failures_in_a_row(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    study_file: StudyFile,
 ) -> None:
     from lstm_tune.cli import EXIT_GAVE_UP, main
     from lstm_tune.search import objective
@@ -79,13 +83,9 @@ def test_search_exits_3_when_it_gives_up_after_failures_in_a_row(
     # A machine with 1 MiB available: every config is refused before training, a setup
     # problem that a pool's `restart: on-failure` must see as a failure, not a success.
     monkeypatch.setattr(objective, "available_memory_bytes", lambda: 2**20)
-    study = tmp_path / "s.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {"name": "g", "data": {"path": str(imdb_slice)}, "search": {"n_trials": 20},
-             "params": TINY}
-        )
-    )  # fmt: skip
+    study = study_file(
+        name="g", data={"path": str(imdb_slice)}, search={"n_trials": 20}, params=TINY
+    )
     code = main(["search", str(study), "--storage", f"sqlite:///{tmp_path / 'g.db'}"])
     assert code == EXIT_GAVE_UP == 3
     assert "gave up: 5 trials failed in a row" in capsys.readouterr().err

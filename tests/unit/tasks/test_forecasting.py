@@ -25,6 +25,7 @@ from lstm_tune.tasks import get_task
 from lstm_tune.tasks.forecasting import ForecastingData, naive_forecast, window_arrays
 from lstm_tune.training.fit import fit
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import StudyFile, write_study
 
 ETTH1 = ROOT.parent / "shared" / "data" / "ETTh1.csv"
 SLICE_ROWS = 1400
@@ -169,6 +170,7 @@ def test_predict_change_adds_the_last_value_and_an_idle_head_is_the_naive_foreca
 
 
 @pytest.mark.parametrize("predict_change", [False, True])
+@pytest.mark.slow
 def test_score_equals_what_keras_logs(etth1_slice: Path, predict_change: bool) -> None:
     task = get_task("forecasting")
     data = _data(etth1_slice, input_columns=["OT", "LUFL"], predict_change=predict_change)
@@ -196,11 +198,12 @@ def test_score_equals_what_keras_logs(etth1_slice: Path, predict_change: bool) -
 
 
 def _study(tmp: Path, data: Path, **data_changes: Any) -> Path:
-    doc = {
-        "name": "ett",
-        "task": "forecasting",
-        "seed": 3,
-        "data": {
+    return write_study(
+        tmp,
+        name="ett",
+        task="forecasting",
+        seed=3,
+        data={
             "path": str(data),
             "time_column": "date",
             "target_columns": ["OT"],
@@ -208,8 +211,8 @@ def _study(tmp: Path, data: Path, **data_changes: Any) -> Path:
             "split_rows": SPLIT,
             **data_changes,
         },
-        "training": {"epochs": 2},
-        "search": {
+        training={"epochs": 2},
+        search={
             "n_trials": 3,
             "sampler": {"name": "random"},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
@@ -217,7 +220,7 @@ def _study(tmp: Path, data: Path, **data_changes: Any) -> Path:
             # validation MSE stays above the first trial's, so the median pruner stops it.
             "enqueue": [TINY, {**TINY, "learning_rate": 1e-7}],
         },
-        "space": {
+        space={
             "hidden_size": {"low": 4, "high": 8},
             "num_layers": 1,
             "learning_rate": {"low": 1e-7, "high": 1e-2, "log": True},
@@ -225,10 +228,7 @@ def _study(tmp: Path, data: Path, **data_changes: Any) -> Path:
             "sequence_length": {"low": 12, "high": 36, "step": 12},
             "batch_size": 64,
         },
-    }
-    path = tmp / "ett.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
 def _edited(source: Path, out: Path, edit: Any) -> Path:
@@ -323,13 +323,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_storage(
 
 
 def test_a_window_longer_than_the_training_rows_is_one_line_exit_2(
-    etth1_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    etth1_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
     study = yaml.safe_load(_study(tmp_path, etth1_slice).read_text())
     del study["space"]
     study["params"] = {**TINY, "sequence_length": 889}  # 889 + horizon 12 > 900 train rows
-    config = tmp_path / "long.yaml"
-    config.write_text(yaml.safe_dump(study))
+    config = study_file(filename="long.yaml", **study)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(etth1_slice) in lines[0]
@@ -341,14 +340,14 @@ def test_a_window_longer_than_the_training_rows_is_one_line_exit_2(
         get_task("forecasting").batches(prepared.fit, study["params"], shuffle_seed=None)
 
 
+@pytest.mark.slow
 def test_a_search_fails_a_trial_whose_window_does_not_fit_and_goes_on(
-    etth1_slice: Path, tmp_path: Path
+    etth1_slice: Path, tmp_path: Path, study_file: StudyFile
 ) -> None:
     study = yaml.safe_load(_study(tmp_path, etth1_slice).read_text())
     study["search"].update(n_trials=1, enqueue=[{**TINY, "sequence_length": 889}, TINY])
     study["space"]["sequence_length"] = {"choices": [889, 24]}
-    path = tmp_path / "mixed.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path = study_file(filename="mixed.yaml", **study)
     storage = f"sqlite:///{tmp_path / 'mixed.db'}"
     assert main(["search", str(path), "--storage", storage]) == 0
     failed, complete = optuna.load_study(study_name="ett", storage=storage).trials
@@ -359,6 +358,7 @@ def test_a_search_fails_a_trial_whose_window_does_not_fit_and_goes_on(
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_an_etth1_slice(
     etth1_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

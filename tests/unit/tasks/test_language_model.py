@@ -35,6 +35,7 @@ from lstm_tune.tasks.language_model import (
 from lstm_tune.training.fit import fit
 from lstm_tune.types import Prepared
 from tests.helpers import ROOT, require_or_skip
+from tests.helpers.studies import StudyFile, write_study
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 TASK = get_task("language_model")
@@ -160,6 +161,7 @@ def trained(shakespeare: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
+@pytest.mark.slow
 def test_score_equals_what_keras_logs_at_epoch_end(trained: dict[str, Any]) -> None:
     history, model = trained["recorder"].history, trained["model"]
     validation = trained["prepared"].validation
@@ -174,6 +176,7 @@ def test_score_equals_what_keras_logs_at_epoch_end(trained: dict[str, Any]) -> N
     assert history["val_perplexity"][-1] < history["val_perplexity"][0]  # it learns
 
 
+@pytest.mark.slow
 def test_a_checkpoint_sample_is_a_fixed_subset_of_windows(trained: dict[str, Any]) -> None:
     model, validation = trained["model"], trained["prepared"].validation
     sample = TASK.sample(validation, 10, seed=3)
@@ -183,6 +186,7 @@ def test_a_checkpoint_sample_is_a_fixed_subset_of_windows(trained: dict[str, Any
     assert TASK.score(model, TASK.sample(validation, 10**6, seed=3), TINY, "val_loss") == whole
 
 
+@pytest.mark.slow
 def test_unigram_baseline_equals_a_hand_computation(trained: dict[str, Any]) -> None:
     text, prepared = trained["text"], trained["prepared"]
     fit_text = text[: len(prepared.fit)]
@@ -201,6 +205,7 @@ def test_unigram_baseline_equals_a_hand_computation(trained: dict[str, Any]) -> 
     assert trained["metrics"]["predicted_tokens"] == len(predicted)
 
 
+@pytest.mark.slow
 def test_bits_per_char_is_nats_over_ln_2_and_the_model_beats_the_baseline(
     trained: dict[str, Any],
 ) -> None:
@@ -218,6 +223,7 @@ def test_bits_per_char_is_nats_over_ln_2_and_the_model_beats_the_baseline(
     json.dumps(metrics)  # JSON-ready
 
 
+@pytest.mark.slow
 def test_samples_follow_the_model_and_repeat_with_the_seed(trained: dict[str, Any]) -> None:
     model, prepared = trained["model"], trained["prepared"]
     prompt = prepared.test.ids[:20]
@@ -236,6 +242,7 @@ def test_samples_follow_the_model_and_repeat_with_the_seed(trained: dict[str, An
     assert TASK.evaluate(model, prepared, TINY)["samples"] == samples
 
 
+@pytest.mark.slow
 def test_a_saved_model_loads_back_with_its_perplexity_metric(
     trained: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -249,6 +256,7 @@ def test_a_saved_model_loads_back_with_its_perplexity_metric(
     )
 
 
+@pytest.mark.slow
 def test_training_windows_change_offset_and_order_each_epoch(trained: dict[str, Any]) -> None:
     split = trained["prepared"].fit
     batches = TASK.batches(split, TINY, shuffle_seed=1)
@@ -267,6 +275,7 @@ def test_training_windows_change_offset_and_order_each_epoch(trained: dict[str, 
     )
 
 
+@pytest.mark.slow
 def test_estimates_count_the_logits_and_the_windows(trained: dict[str, Any]) -> None:
     prepared = trained["prepared"]
     small = TASK.estimate_memory(TINY, prepared)
@@ -286,18 +295,19 @@ def test_estimates_count_the_logits_and_the_windows(trained: dict[str, Any]) -> 
 def _study(
     tmp: Path, data: Path, *, space: dict[str, Any] | None = None, **data_keys: Any
 ) -> Path:
-    doc = {
-        "name": "lm",
-        "task": "language_model",
-        "seed": 5,
-        "data": {"path": str(data), **data_keys},
-        "training": {"epochs": 2},
-        "search": {
+    return write_study(
+        tmp,
+        name="lm",
+        task="language_model",
+        seed=5,
+        data={"path": str(data), **data_keys},
+        training={"epochs": 2},
+        search={
             "n_trials": 3,
             "sampler": {"name": "tpe", "options": {"n_startup_trials": 2}},
             "pruner": {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
         },
-        "space": space
+        space=space
         or {
             "hidden_size": {"low": 16, "high": 24},
             "num_layers": 1,
@@ -306,10 +316,7 @@ def _study(
             "sequence_length": {"choices": [32, 64]},
             "batch_size": 32,
         },
-    }
-    path = tmp / "lm.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
 @pytest.mark.parametrize(
@@ -347,15 +354,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_storage(
     assert not db.exists(), "bad data must not create the study's storage"
 
 
+@pytest.mark.slow
 def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_trial(
-    shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], study_file: StudyFile
 ) -> None:
     data = _write(tmp_path, shakespeare[:3000])  # validation: 300 characters
     params = {**TINY, "sequence_length": 400}
     doc = yaml.safe_load(_study(tmp_path, data).read_text())
     doc.pop("space")
-    config = tmp_path / "one.yaml"
-    config.write_text(yaml.safe_dump({**doc, "params": params}))
+    config = study_file(filename="one.yaml", **doc, params=params)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
@@ -371,7 +378,7 @@ def test_a_window_longer_than_a_split_stops_train_in_one_line_and_fails_its_tria
     study = _study(tmp_path, data, space={**params, "sequence_length": {"choices": [32, 400]}})
     doc = yaml.safe_load(study.read_text())
     doc["search"] = {"n_trials": 2, "enqueue": [params, fitting, fitting]}
-    study.write_text(yaml.safe_dump(doc))
+    study = study_file(**doc)
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     assert main(["search", str(study), "--storage", storage]) == 0
     trials = optuna.load_study(study_name="lm", storage=storage).trials
@@ -398,6 +405,7 @@ GOOD = {**TINY, "hidden_size": 24, "learning_rate": 0.01, "sequence_length": 64}
 HOPELESS = {**GOOD, "learning_rate": 1e-7}
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_a_slice_of_tiny_shakespeare(
     shakespeare: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -405,7 +413,7 @@ def test_search_export_train_report_on_a_slice_of_tiny_shakespeare(
     study_file = _study(tmp_path, data, test_split=0.1)
     doc = yaml.safe_load(study_file.read_text())
     doc["search"]["enqueue"] = [GOOD, HOPELESS]
-    study_file.write_text(yaml.safe_dump(doc))
+    study_file = write_study(tmp_path, **doc)
     storage = f"sqlite:///{tmp_path / 'lm.db'}"
     assert main(["search", str(study_file), "--storage", storage]) == 0
     study = optuna.load_study(study_name="lm", storage=storage)

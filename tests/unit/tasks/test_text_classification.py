@@ -15,11 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
+from tests.helpers.studies import write_study
 
 RATINGS = ("1", "4", "7", "10")
 PER_CLASS = 60
@@ -47,11 +47,12 @@ def ratings_csv(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _study(tmp: Path, data: Path, **data_changes: object) -> Path:
-    doc = {
-        "name": "stars",
-        "task": "text_classification",
-        "seed": 3,
-        "data": {
+    return write_study(
+        tmp,
+        name="stars",
+        task="text_classification",
+        seed=3,
+        data={
             "path": str(data),
             "text_column": "message",
             "label_column": "stars",
@@ -59,13 +60,13 @@ def _study(tmp: Path, data: Path, **data_changes: object) -> Path:
             "cache_dir": str(tmp / "cache"),
             **data_changes,
         },
-        "training": {"epochs": 2},
-        "search": {
+        training={"epochs": 2},
+        search={
             "n_trials": 2,
             "sampler": {"name": "random"},
             "pruner": {"name": "none"},
         },
-        "space": {
+        space={
             "hidden_size": {"low": 8, "high": 16},
             "num_layers": 1,
             "learning_rate": {"low": 3e-3, "high": 1e-2, "log": True},
@@ -73,12 +74,10 @@ def _study(tmp: Path, data: Path, **data_changes: object) -> Path:
             "sequence_length": 60,
             "batch_size": 32,
         },
-    }
-    path = tmp / "stars.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
+@pytest.mark.slow
 def test_search_export_train_report_on_four_classes_and_other_columns(
     ratings_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

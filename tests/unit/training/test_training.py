@@ -39,6 +39,7 @@ def _toy(n: int, seed: int, labels: np.ndarray | None = None) -> Split:
     return Split(seqs, np.asarray(y))
 
 
+@pytest.mark.slow
 def test_fit_records_per_epoch_history_timings_and_best_epoch() -> None:
     seen: list[int] = []
     recorder = fit(
@@ -57,6 +58,7 @@ def test_fit_records_per_epoch_history_timings_and_best_epoch() -> None:
     assert recorder.best_value > 0.9  # the toy task is learnable: training really happens
 
 
+@pytest.mark.slow
 def test_nan_loss_raises_with_epoch_and_batch() -> None:
     bad = _toy(64, 0)
     bad = Split(bad.sequences, np.full(64, np.nan))
@@ -70,6 +72,7 @@ def test_nan_loss_raises_with_epoch_and_batch() -> None:
         )
 
 
+@pytest.mark.slow
 def test_a_minimised_objective_picks_the_epoch_with_the_lowest_value() -> None:
     recorder = fit(
         build_classifier(PARAMS, vocab_size=50),
