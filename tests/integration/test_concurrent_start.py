@@ -53,6 +53,7 @@ def _check_study(url: str) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_path: Path) -> None:
     from tests.helpers import pg as _pg
     from tests.helpers import require_or_skip
@@ -75,6 +76,7 @@ def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_pat
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_workers_starting_together_on_a_new_sqlite_file_all_live(tmp_path: Path) -> None:
     study = _study_file(tmp_path)
     failures = []
