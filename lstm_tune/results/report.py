@@ -334,7 +334,7 @@ def build_train_report(metrics: Mapping[str, Any], *, title: str = "Test-set rep
 def write_train_report(
     metrics: Mapping[str, Any], out_path: str | Path, *, title: str = "Test-set report"
 ) -> Path:
-    """Write the test-metrics page (scores, confusion matrix, ROC curve) and return its path."""
+    """Write the test-metrics page (the sections of the metrics' task) and return its path."""
     return _write(out_path, build_train_report(metrics, title=title))
 
 
