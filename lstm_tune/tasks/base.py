@@ -80,14 +80,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from lstm_tune.figures import Report
+from lstm_tune.figures import Report, Text
 from lstm_tune.types import Estimate, Objective, Params, Prepared
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-__all__ = ["Examples", "Options", "State", "Task", "sample_index"]
+__all__ = ["Examples", "Options", "State", "Task", "baseline_warning", "sample_index"]
 
 # A task's inference state, as ``preprocessing.json`` keeps it (JSON-ready).
 State = Mapping[str, Any]
@@ -102,6 +102,14 @@ def sample_index(count: int, size: int, seed: int) -> np.ndarray:
     fewer), in ascending order: the same positions for the same seed."""
     chosen = np.random.default_rng(seed).choice(count, min(size, count), replace=False)
     return np.sort(chosen)
+
+
+def baseline_warning(metrics: Mapping[str, Any], baseline: str, score: str) -> tuple[Text, ...]:
+    """The report's warning that the model does not beat ``baseline`` on the test ``score``
+    when ``metrics`` say so (``beats_baseline`` false), else nothing."""
+    if metrics.get("beats_baseline", True):
+        return ()
+    return (Text("the model does not beat the {} on test {}.", (baseline, score), warning=True),)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from lstm_tune.figures import (
     Text,
 )
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task, sample_index
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
 from lstm_tune.tasks.readers import quote, read_csv_rows
 from lstm_tune.training import preflight
 from lstm_tune.types import Estimate, Objective, Params, Prepared
@@ -660,44 +660,8 @@ class Forecasting(Task):
     def report(self, metrics: Mapping[str, Any]) -> Report:
         """Scores beside the naive forecast's, error by horizon step, forecasts against the
         truth; in the terminal, the scores on both scales and the first and last step's."""
-        base = metrics["baseline"]
-        scores: list[Figure] = [
-            Table(
-                ("model", f"baseline: {base['name']} ({base['predicts']})"),
-                tuple(Row(label, (metrics[key], base[key])) for label, key in SCORE_ROWS),
-            ),
-            Text(
-                "{} test windows, horizon {}, predict_change {}.",
-                (
-                    metrics["windows"]["test"],
-                    metrics["horizon"],
-                    str(metrics["predict_change"]).lower(),
-                ),
-            ),
-            Table(
-                ("MSE", "MAE", "MSE (original)", "naive MSE"),
-                tuple(
-                    Row(
-                        name,
-                        (
-                            *(target[k] for k in ("mse", "mae", "mse_original")),
-                            base["per_target"][name]["mse"],
-                        ),
-                    )
-                    for name, target in metrics["per_target"].items()
-                ),
-                title="By target column",
-            ),
-        ]
-        if not metrics.get("beats_baseline", True):
-            scores.append(
-                Text(
-                    "the model does not beat the naive repeat-last forecast on test MSE.",
-                    warning=True,
-                )
-            )
         sections = (
-            Section("test-metrics", "Test metrics", tuple(scores)),
+            Section("test-metrics", "Test metrics", _test_metrics(metrics)),
             _by_step_section(metrics),
             _forecast_section(metrics),
         )
@@ -815,6 +779,33 @@ SCORE_ROWS = (
     ("MSE (original scale)", "mse_original"),
     ("MAE (original scale)", "mae_original"),
 )
+# The model's scores in the by-target table (the naive MSE follows them).
+PER_TARGET = ("mse", "mae", "mse_original")
+
+
+def _test_metrics(metrics: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """The scores beside the naive forecast's, the counts, the scores by target, a warning."""
+    base = metrics["baseline"]
+    by_target = tuple(
+        Row(name, (*(scores[k] for k in PER_TARGET), base["per_target"][name]["mse"]))
+        for name, scores in metrics["per_target"].items()
+    )
+    return (
+        Table(
+            ("model", f"baseline: {base['name']} ({base['predicts']})"),
+            tuple(Row(label, (metrics[key], base[key])) for label, key in SCORE_ROWS),
+        ),
+        Text(
+            "{} test windows, horizon {}, predict_change {}.",
+            (
+                metrics["windows"]["test"],
+                metrics["horizon"],
+                str(metrics["predict_change"]).lower(),
+            ),
+        ),
+        Table(("MSE", "MAE", "MSE (original)", "naive MSE"), by_target, title="By target column"),
+        *baseline_warning(metrics, "naive repeat-last forecast", "MSE"),
+    )
 
 
 def _by_step_section(metrics: Mapping[str, Any]) -> Section:

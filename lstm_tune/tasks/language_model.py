@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lstm_tune.errors import DataError
 from lstm_tune.figures import Figure, Report, Row, Sample, Samples, Section, Table, Text
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task, sample_index
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
 from lstm_tune.tasks.readers import read_text_lines
 from lstm_tune.training import preflight
 from lstm_tune.types import Estimate, MemoryEstimate, Objective, Params, Prepared
@@ -210,39 +210,7 @@ class LanguageModel(Task):
 
     def report(self, metrics: Mapping[str, Any]) -> Report:
         """Scores beside the unigram baseline's and on validation, and the samples the model
-        wrote; in the terminal too."""
-        baseline, validation = metrics["baseline"], metrics["validation"]
-        unit = metrics["level"]
-        test = (
-            "validation split (no test_split)" if metrics["test_is_validation"] else "test split"
-        )
-        rows = [
-            (f"cross-entropy (nats per {unit})", "cross_entropy"),
-            ("perplexity", "perplexity"),
-        ]
-        if "bits_per_char" in metrics:
-            rows.append(("bits per character", "bits_per_char"))
-        scores: list[Figure] = [
-            Table(
-                (
-                    f"model, {test}",
-                    f"baseline: {baseline['name']} ({baseline['predicts']})",
-                    "model, validation split",
-                ),
-                tuple(Row(label, (metrics[k], baseline[k], validation[k])) for label, k in rows),
-            ),
-            Text(
-                "{} {}s predicted; vocabulary {} (one id for every token outside it).",
-                (metrics["predicted_tokens"], unit, metrics["vocab_size"]),
-            ),
-        ]
-        if not metrics["beats_baseline"]:
-            scores.append(
-                Text(
-                    "the model does not beat the unigram baseline on test cross-entropy.",
-                    warning=True,
-                )
-            )
+        wrote; in the terminal, the same as lines."""
         samples = Samples(
             tuple(
                 Sample(s["prompt"], s["text"], s["temperature"], s["seed"])
@@ -250,7 +218,7 @@ class LanguageModel(Task):
             )
         )
         sections = (
-            Section("test-metrics", "Test metrics", tuple(scores)),
+            Section("test-metrics", "Test metrics", _test_metrics(metrics)),
             Section(
                 "samples",
                 "Samples",
@@ -259,23 +227,7 @@ class LanguageModel(Task):
                 "(prompt in bold), sampled with a fixed seed.",
             ),
         )
-        where = "validation split (no test_split)" if metrics["test_is_validation"] else "split"
-        summary = (
-            _scores_line(
-                "Test {}: ",
-                (where,),
-                metrics,
-                unit,
-                "   ({} {}s predicted, vocabulary {}, {} epochs)",
-                (metrics["predicted_tokens"], unit, metrics["vocab_size"], metrics.get("epochs")),
-            ),
-            _scores_line(
-                "Unigram baseline ({}): ", (baseline["predicts"],), baseline, unit, "", ()
-            ),
-            _scores_line("Validation: ", (), validation, unit, "", ()),
-            samples,
-        )
-        return Report(sections, summary)
+        return Report(sections, (*_summary(metrics), samples))
 
     # -- pre-flight ------------------------------------------------------------------------
 
@@ -792,22 +744,64 @@ def continue_ids(
 # --------------------------------------------------------------------------- report
 
 
-def _scores_line(
-    lead: str,
-    lead_values: tuple[Any, ...],
-    scores: Mapping[str, Any],
-    unit: str,
-    tail: str,
-    tail_values: tuple[Any, ...],
-) -> Text:
-    """A summary line: ``lead``, the cross-entropy, perplexity and (characters) bits per
-    character of ``scores``, then ``tail``."""
-    template = lead + "cross-entropy {} nats/{}   perplexity {:.3f}"
-    values = (*lead_values, scores["cross_entropy"], unit, scores["perplexity"])
+def _test_metrics(metrics: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """The scores table (test, unigram baseline, validation), the counts, a warning."""
+    baseline, validation, unit = metrics["baseline"], metrics["validation"], metrics["level"]
+    test = "validation split (no test_split)" if metrics["test_is_validation"] else "test split"
+    rows = [(f"cross-entropy (nats per {unit})", "cross_entropy"), ("perplexity", "perplexity")]
+    if "bits_per_char" in metrics:
+        rows.append(("bits per character", "bits_per_char"))
+    columns = (
+        f"model, {test}",
+        f"baseline: {baseline['name']} ({baseline['predicts']})",
+        "model, validation split",
+    )
+    return (
+        Table(
+            columns,
+            tuple(Row(label, (metrics[k], baseline[k], validation[k])) for label, k in rows),
+        ),
+        Text(
+            "{} {}s predicted; vocabulary {} (one id for every token outside it).",
+            (metrics["predicted_tokens"], unit, metrics["vocab_size"]),
+        ),
+        *baseline_warning(metrics, "unigram baseline", "cross-entropy"),
+    )
+
+
+def _summary(metrics: Mapping[str, Any]) -> tuple[Text, ...]:
+    """The test, baseline and validation scores as lines."""
+    unit = metrics["level"]
+    where = "validation split (no test_split)" if metrics["test_is_validation"] else "split"
+    counts = (metrics["predicted_tokens"], unit, metrics["vocab_size"], metrics.get("epochs"))
+    return (
+        _joined(
+            Text("Test {}: ", (where,)),
+            _scores(metrics, unit),
+            Text("   ({} {}s predicted, vocabulary {}, {} epochs)", counts),
+        ),
+        _joined(
+            Text("Unigram baseline ({}): ", (metrics["baseline"]["predicts"],)),
+            _scores(metrics["baseline"], unit),
+        ),
+        _joined(Text("Validation: "), _scores(metrics["validation"], unit)),
+    )
+
+
+def _scores(scores: Mapping[str, Any], unit: str) -> Text:
+    """Cross-entropy, perplexity and (characters) bits per character, on one line."""
+    text = Text(
+        "cross-entropy {} nats/{}   perplexity {:.3f}",
+        (scores["cross_entropy"], unit, scores["perplexity"]),
+    )
     if "bits_per_char" in scores:
-        template += "   bits/char {}"
-        values += (scores["bits_per_char"],)
-    return Text(template + tail, (*values, *tail_values))
+        text = _joined(text, Text("   bits/char {}", (scores["bits_per_char"],)))
+    return text
+
+
+def _joined(*texts: Text) -> Text:
+    """One sentence of ``texts`` one after the other."""
+    return Text("".join(t.template for t in texts), tuple(v for t in texts for v in t.values))
 
 
 register(LanguageModel())

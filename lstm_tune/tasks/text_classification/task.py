@@ -31,7 +31,7 @@ from lstm_tune.figures import (
     Text,
 )
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning
 from lstm_tune.tasks.readers import read_csv_rows, read_text_lines
 from lstm_tune.tasks.text_classification.data import (
     FIRST_WORD_ID,
@@ -142,17 +142,13 @@ class TextClassification(Task):
             tuple(tuple(int(v) for v in row) for row in metrics["confusion_matrix"]), names
         )
         per_class = metrics.get("classification_report") or {}
-        scores: list[Figure] = [_scores_table(metrics, names)]
-        if metrics.get("baseline") and not metrics.get("beats_baseline", True):
-            scores.append(
-                Text(
-                    "the model does not beat the majority-class baseline on test accuracy.",
-                    warning=True,
-                )
-            )
-        scores.append(_report_table(per_class, tuple(per_class), "Classification report"))
+        scores: tuple[Figure, ...] = (
+            _scores_table(metrics, names),
+            *baseline_warning(metrics, "majority-class baseline", "accuracy"),
+            _report_table(per_class, tuple(per_class), "Classification report"),
+        )
         sections = (
-            Section("test-metrics", "Test metrics", tuple(scores)),
+            Section("test-metrics", "Test metrics", scores),
             Section(
                 "confusion-matrix",
                 "Confusion matrix",
