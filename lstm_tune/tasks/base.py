@@ -50,7 +50,7 @@ The ten methods a task writes:
 ``read_inputs(state, path)``
     raw examples streamed from a file (``lstm-tune predict``); DataError on a bad file.
 ``predict(model, state, params, inputs, options)``
-    output rows (JSON-ready dicts) for a batch of raw examples.
+    output rows (JSON-ready dicts) for a batch of raw examples (each through ``check_input``).
 
 Four more have defaults, which a task overrides when its data needs it:
 
@@ -65,7 +65,9 @@ Four more have defaults, which a task overrides when its data needs it:
     (a bad input costs no wait and gets one line); by default every item is taken as it is.
 
 A new task is one module (or package) in this package that defines a :class:`Task` subclass
-and calls :func:`lstm_tune.tasks.register` on an instance of it.
+and calls :func:`lstm_tune.tasks.register` on an instance of it. This module also gives it
+:class:`Examples` (a split the defaults handle), :func:`sample_index` (a seeded sample's
+positions) and :func:`baseline_warning` (the report's "does not beat the baseline").
 """
 
 from __future__ import annotations
