@@ -1,16 +1,13 @@
 """Plain data every layer shares: a config's params, a task's prepared data, a metric to
-optimise, a memory estimate, a report block. Imports nothing of lstm-tune's."""
+optimise, a config's estimated memory and time. Imports nothing of lstm-tune's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
-
-__all__ = ["Direction", "MemoryEstimate", "Objective", "Params", "Prepared", "ReportSection"]
+__all__ = ["Direction", "Estimate", "MemoryEstimate", "Objective", "Params", "Prepared"]
 
 Params = Mapping[str, int | float]
 Direction = Literal["maximize", "minimize"]
@@ -49,17 +46,6 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class ReportSection:
-    """One titled block of an HTML report: a plotly figure or ready HTML, found by ``id``."""
-
-    id: str
-    title: str
-    figure: go.Figure | None = None
-    html: str = ""
-    caption: str = ""
-
-
-@dataclass(frozen=True)
 class MemoryEstimate:
     """The parts of a config's estimated peak memory, in bytes."""
 
@@ -71,3 +57,11 @@ class MemoryEstimate:
     def total(self) -> int:
         """Estimated peak resident memory of the worker while training this config."""
         return self.base + self.weights + self.activations
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A config's pre-flight estimate: its peak memory and the seconds one epoch takes."""
+
+    memory: MemoryEstimate
+    epoch_seconds: float

@@ -17,6 +17,7 @@ import keras
 
 from lstm_tune.config import StudySpec
 from lstm_tune.results.inference import save_model_dir
+from lstm_tune.results.report import summary_text
 from lstm_tune.search.export import installed_versions
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import fit
@@ -78,5 +79,5 @@ def retrain_and_evaluate(
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """The task's short text report of ``metrics``."""
-    return get_task(metrics.get("task", "text_classification")).summary(metrics)
+    """The short text report of ``metrics`` for the terminal."""
+    return summary_text(metrics)

@@ -4,17 +4,21 @@ Each page carries plotly.js inline, so it opens offline, from a file, on any mac
 figure sits in a ``<section>`` whose id names it (``optimization-history``,
 ``intermediate-values``, ``param-importances``, ``parallel-coordinates``, ``trials-table``,
 and the sections of the study's task, e.g. ``test-metrics``, ``confusion-matrix``,
-``roc-curve``) so a reader, or a test, can find it. The test-metric sections come from the task
-(:meth:`lstm_tune.tasks.base.Task.report_sections`), named by ``task`` in ``metrics.json``.
+``roc-curve``) so a reader, or a test, can find it. The test-metric sections are the figures
+of the task named by ``task`` in ``metrics.json``
+(:meth:`lstm_tune.tasks.base.Task.report`), drawn by :mod:`lstm_tune.results.draw`, which
+also draws the terminal summary (:func:`summary_text`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
+import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +28,19 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from lstm_tune.errors import ConfigError, LstmTuneError, StorageError
+from lstm_tune.figures import Report
+from lstm_tune.results import draw
 from lstm_tune.results.dashboard import require_existing_sqlite
 from lstm_tune.storages import open_storage, redact_url
 from lstm_tune.tasks import get_task
-from lstm_tune.types import ReportSection as _Section
 
 __all__ = [
     "build_study_report",
     "build_train_report",
     "load_metrics",
     "load_study",
+    "metrics_report",
+    "summary_text",
     "write_study_report",
     "write_train_report",
 ]
@@ -42,6 +49,20 @@ __all__ = [
 DEFAULT_METRICS_TASK = "text_classification"
 FIGURE_HEIGHT_PX = 440  # tall enough for parallel coordinates' six axes to stay readable
 COLOURS = {"complete": "#1f77b4", "pruned": "#ff7f0e", "pruned_at": "#d62728", "best": "#2ca02c"}
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One titled section of a page, found by ``id``: plotly figures and HTML, in order."""
+
+    id: str
+    title: str
+    parts: tuple[go.Figure | str, ...]
+    caption: str = ""
+
+
+def _html_section(section_id: str, title: str, html_text: str) -> _Section:
+    return _Section(section_id, title, (html_text,))
 
 
 # --------------------------------------------------------------------------- study report
@@ -74,12 +95,12 @@ def build_study_report(study: optuna.Study, *, metrics: Mapping[str, Any] | None
         _intermediate_values(trials, _metric_name(study)),
         _param_importances(study, trials),
         _parallel_coordinates(study, trials),
-        _Section("trials-table", "Trials", html=_trials_table(study, trials)),
+        _html_section("trials-table", "Trials", _trials_table(study, trials)),
     ]
     finalists = study.user_attrs.get("lstm_tune_finalists")
     if finalists:
         sections.append(
-            _Section("finalists", "Finalists re-validated", html=_finalists(finalists))
+            _html_section("finalists", "Finalists re-validated", _finalists(finalists))
         )
     if metrics is not None:
         sections.extend(_metric_sections(metrics))
@@ -122,16 +143,22 @@ def _best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
+def _optuna_section(
+    section_id: str, title: str, ready: bool, plot: Callable[[], go.Figure], caption: str
+) -> _Section:
+    """Optuna's ``plot()`` of the study, or a notice when ``ready`` is False."""
+    if not ready:
+        return _html_section(section_id, title, _notice("No completed trials yet."))
+    return _Section(section_id, title, (plot(),), caption)
+
+
 def _optimization_history(study: optuna.Study, trials: Sequence[FrozenTrial]) -> _Section:
-    title = "Optimization history"
-    if not any(t.state == TrialState.COMPLETE for t in trials):
-        return _Section("optimization-history", title, html=_notice("No completed trials yet."))
-    fig = optuna.visualization.plot_optimization_history(study)
-    return _Section(
+    return _optuna_section(
         "optimization-history",
-        title,
-        figure=fig,
-        caption="Objective value of each completed trial and the best value so far.",
+        "Optimization history",
+        any(t.state == TrialState.COMPLETE for t in trials),
+        lambda: optuna.visualization.plot_optimization_history(study),
+        "Objective value of each completed trial and the best value so far.",
     )
 
 
@@ -192,7 +219,7 @@ def _intermediate_values(trials: Sequence[FrozenTrial], metric: str) -> _Section
         )
     title = "Intermediate values"
     if not fig.data:
-        return _Section("intermediate-values", title, html=_notice("No trial reported values."))
+        return _html_section("intermediate-values", title, _notice("No trial reported values."))
     fig.update_layout(
         xaxis_title="step (epoch index, or checkpoint with training.report_every)",
         yaxis_title=metric,
@@ -201,7 +228,7 @@ def _intermediate_values(trials: Sequence[FrozenTrial], metric: str) -> _Section
     return _Section(
         "intermediate-values",
         title,
-        figure=fig,
+        (fig,),
         caption=f"{metric} reported to the pruner at each step (each epoch, or each "
         "checkpoint of training.report_every examples); a red × marks where a pruned trial "
         "stopped.",
@@ -213,34 +240,31 @@ def _param_importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> _S
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     # Importance needs at least two completed trials whose values differ to compare anything.
     if len(complete) < 2 or len({t.value for t in complete}) < 2:
-        return _Section(
+        return _html_section(
             "param-importances",
             title,
-            html=_notice("Needs at least two completed trials with different values."),
+            _notice("Needs at least two completed trials with different values."),
         )
     try:
         fig = optuna.visualization.plot_param_importances(study)
     except (ValueError, RuntimeError) as exc:  # e.g. every param fixed: nothing to rank
-        return _Section("param-importances", title, html=_notice(f"Not available: {exc}"))
+        return _html_section("param-importances", title, _notice(f"Not available: {exc}"))
     return _Section(
         "param-importances",
         title,
-        figure=fig,
+        (fig,),
         caption="How much each hyperparameter explains of the objective (Optuna's default "
         "importance evaluator, completed trials only).",
     )
 
 
 def _parallel_coordinates(study: optuna.Study, trials: Sequence[FrozenTrial]) -> _Section:
-    title = "Parallel coordinates"
-    if not any(t.state == TrialState.COMPLETE and t.params for t in trials):
-        return _Section("parallel-coordinates", title, html=_notice("No completed trials yet."))
-    fig = optuna.visualization.plot_parallel_coordinate(study)
-    return _Section(
+    return _optuna_section(
         "parallel-coordinates",
-        title,
-        figure=fig,
-        caption="Each line is a completed trial: its hyperparameters and objective value.",
+        "Parallel coordinates",
+        any(t.state == TrialState.COMPLETE and t.params for t in trials),
+        lambda: optuna.visualization.plot_parallel_coordinate(study),
+        "Each line is a completed trial: its hyperparameters and objective value.",
     )
 
 
@@ -310,7 +334,7 @@ def build_train_report(metrics: Mapping[str, Any], *, title: str = "Test-set rep
 def write_train_report(
     metrics: Mapping[str, Any], out_path: str | Path, *, title: str = "Test-set report"
 ) -> Path:
-    """Write the test-metrics page (scores, confusion matrix, ROC curve) and return its path."""
+    """Write the test-metrics page (the sections of the metrics' task) and return its path."""
     return _write(out_path, build_train_report(metrics, title=title))
 
 
@@ -344,13 +368,27 @@ def _check_metrics(metrics: Mapping[str, Any], *, where: str) -> None:
         raise ConfigError(f"metrics {where!r} are malformed: {exc}") from None
 
 
-def _metric_sections(metrics: Mapping[str, Any]) -> list[_Section]:
+def metrics_report(metrics: Mapping[str, Any]) -> Report:
+    """The figures of ``metrics``, from the task that wrote them (``task`` in
+    ``metrics.json``; files written before tasks existed name none: text classification)."""
     task_name = metrics.get("task", DEFAULT_METRICS_TASK)
     try:
         task = get_task(str(task_name))
     except KeyError:
         raise ConfigError(f"metrics name an unknown task {task_name!r}") from None
-    return task.report_sections(metrics)
+    return task.report(metrics)
+
+
+def summary_text(metrics: Mapping[str, Any]) -> str:
+    """The terminal summary of ``metrics``."""
+    return draw.summary(metrics_report(metrics).summary)
+
+
+def _metric_sections(metrics: Mapping[str, Any]) -> list[_Section]:
+    return [
+        _Section(s.id, s.title, tuple(draw.html_part(f) for f in s.figures), s.caption)
+        for s in metrics_report(metrics).sections
+    ]
 
 
 # --------------------------------------------------------------------------- page assembly
@@ -368,23 +406,40 @@ tr.best td { background: #e6f4ea; font-weight: 600; }
 """
 
 
+def _section_body(section: _Section) -> str:
+    """Each plotly figure in its own ``div`` (``<id>-figure``, then ``<id>-figure-2``, ...),
+    each run of HTML parts in one scrolling wrapper."""
+    body: list[str] = []
+    figures = 0
+    for is_html, run in itertools.groupby(section.parts, key=lambda part: isinstance(part, str)):
+        if is_html:
+            body.append(f'<div class="table-wrap">{"".join(map(str, run))}</div>')
+            continue
+        for figure in run:
+            assert isinstance(figure, go.Figure)
+            figures += 1
+            figure.update_layout(template="plotly_white", margin={"t": 30})
+            div_id = f"{section.id}-figure" + (f"-{figures}" if figures > 1 else "")
+            body.append(
+                figure.to_html(
+                    full_html=False,
+                    include_plotlyjs=False,
+                    div_id=div_id,
+                    default_height=f"{FIGURE_HEIGHT_PX}px",
+                    config={"displaylogo": False, "responsive": True},
+                )
+            )
+    return "".join(body)
+
+
 def _page(title: str, summary: str, sections: Sequence[_Section]) -> str:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = []
     for s in sections:
-        if s.figure is not None:
-            s.figure.update_layout(template="plotly_white", margin={"t": 30})
-            content = s.figure.to_html(
-                full_html=False,
-                include_plotlyjs=False,
-                div_id=f"{s.id}-figure",
-                default_height=f"{FIGURE_HEIGHT_PX}px",
-                config={"displaylogo": False, "responsive": True},
-            )
-        else:
-            content = f'<div class="table-wrap">{s.html}</div>'
         caption = f'<p class="caption">{_e(s.caption)}</p>' if s.caption else ""
-        body.append(f'<section id="{s.id}"><h2>{_e(s.title)}</h2>{caption}{content}</section>')
+        body.append(
+            f'<section id="{s.id}"><h2>{_e(s.title)}</h2>{caption}{_section_body(s)}</section>'
+        )
     nav = " · ".join(f'<a href="#{s.id}">{_e(s.title)}</a>' for s in sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -1,6 +1,6 @@
 """A study's largest config and the worker memory it needs (for container requests and limits).
 
-The pre-flight estimate (:mod:`lstm_tune.training.preflight`, per task ``estimate_memory``)
+The pre-flight estimate (:mod:`lstm_tune.training.preflight`, per task ``estimate``)
 grows with
 ``hidden_size``, ``num_layers``, ``sequence_length`` and ``batch_size`` and does not depend on
 ``learning_rate`` or ``dropout_rate``, so the largest config of a space is its corner of
@@ -68,7 +68,7 @@ def _round_up(mib: float) -> int:
 def study_size(spec: StudySpec, prepared: Prepared) -> StudySize:
     """Estimate every config of :func:`largest_configs` with the task; size for the largest."""
     task = get_task(spec.task)
-    estimates = [(task.estimate_memory(p, prepared), p) for p in largest_configs(spec)]
+    estimates = [(task.estimate(p, prepared).memory, p) for p in largest_configs(spec)]
     estimate, params = max(estimates, key=lambda item: item[0].total)
     mib = estimate.total / MIB
     return StudySize(

@@ -91,7 +91,7 @@ def estimated_seconds(
     """Pre-flight time estimate of retraining every finalist ``seeds`` times."""
     task = get_task(spec.task)
     return seeds * sum(
-        _epochs(t, spec) * task.estimate_epoch_seconds(t.params, prepared, 0, 0) for t in trials
+        _epochs(t, spec) * task.estimate(t.params, prepared).epoch_seconds for t in trials
     )
 
 

@@ -85,16 +85,13 @@ def make_objective(
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed(spec.seed)
         try:
-            estimate = check_fits(
-                task.estimate_memory(params, prepared), params, available_memory_bytes()
-            )
+            estimate = task.estimate(params, prepared, checkpoints, spec.training.report_sample)
+            memory = check_fits(estimate.memory, params, available_memory_bytes())
         except ConfigTooLarge as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
-        trial.set_user_attr("estimated_peak_mib", round(estimate.total / 2**20))
-        seconds = task.estimate_epoch_seconds(
-            params, prepared, checkpoints, spec.training.report_sample
-        )
+        trial.set_user_attr("estimated_peak_mib", round(memory.total / 2**20))
+        seconds = estimate.epoch_seconds
         trial.set_user_attr("estimated_seconds_per_epoch", round(seconds, 1))
         warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
         if warning is not None:

@@ -24,7 +24,6 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +31,23 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lstm_tune.errors import DataError
+from lstm_tune.figures import (
+    Curve,
+    Curves,
+    Figure,
+    ForecastPanel,
+    ForecastPlot,
+    Report,
+    Row,
+    Section,
+    Table,
+    Text,
+)
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Task
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
 from lstm_tune.tasks.readers import quote, read_csv_rows
 from lstm_tune.training import preflight
-from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
+from lstm_tune.types import Estimate, Objective, Params, Prepared
 
 if TYPE_CHECKING:
     import keras
@@ -589,8 +600,7 @@ class Forecasting(Task):
     def sample(self, split: SeriesSplit, size: int, seed: int) -> SeriesSplit:
         """``size`` windows of ``split`` drawn at random, kept in time order."""
         starts = split.target_starts(1)
-        chosen = np.random.default_rng(seed).choice(len(starts), min(size, len(starts)), False)
-        return replace(split, starts=starts[np.sort(chosen)])
+        return replace(split, starts=starts[sample_index(len(starts), size, seed)])
 
     def size(self, split: SeriesSplit) -> int:
         """Windows of ``split`` (for training rows: at a look-back of 1 row, an upper bound)."""
@@ -647,30 +657,15 @@ class Forecasting(Task):
         )
         return metrics
 
-    def report_sections(self, metrics: Mapping[str, Any]) -> list[ReportSection]:
-        """Scores beside the naive forecast, error by horizon step, forecasts against truth."""
-        return [
-            ReportSection("test-metrics", "Test metrics", html=_scores_html(metrics)),
+    def report(self, metrics: Mapping[str, Any]) -> Report:
+        """Scores beside the naive forecast's, error by horizon step, forecasts against the
+        truth; in the terminal, the scores on both scales and the first and last step's."""
+        sections = (
+            Section("test-metrics", "Test metrics", _test_metrics(metrics)),
             _by_step_section(metrics),
             _forecast_section(metrics),
-        ]
-
-    def summary(self, metrics: Mapping[str, Any]) -> str:
-        """Test MSE/MAE beside the naive forecast's, normalized and original scale."""
-        base = metrics["baseline"]
-        targets = ", ".join(metrics["target_columns"])
-        lines = [
-            f"Test MSE: {metrics['mse']:.4f}   MAE: {metrics['mae']:.4f}   (z-scored; "
-            f"{metrics['windows']['test']} windows, horizon {metrics['horizon']}, targets "
-            f"{targets}, {metrics['epochs']} epochs)",
-            f"Naive repeat-last: MSE {base['mse']:.4f}, MAE {base['mae']:.4f}",
-            f"Original scale: MSE {metrics['mse_original']:.4f}, MAE "
-            f"{metrics['mae_original']:.4f}   (naive {base['mse_original']:.4f}, "
-            f"{base['mae_original']:.4f})",
-        ]
-        steps = metrics["by_horizon_step"]["mse"]
-        lines.append(f"MSE at step 1: {steps[0]:.4f}, at step {len(steps)}: {steps[-1]:.4f}")
-        return "\n".join(lines)
+        )
+        return Report(sections, _summary(metrics))
 
     def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
         """Training targets run on through the validation rows (the scaler stays the
@@ -695,7 +690,7 @@ class Forecasting(Task):
             "time_step": float(np.median(np.diff(times))) if len(times) > 1 else 1.0,
         }
 
-    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[dict[str, Any]]:
+    def read_inputs(self, state: State, path: Path) -> Iterator[dict[str, Any]]:
         """One history per file: its times and the model's columns, checked like training
         data (missing column, non-numeric cell, unsorted time)."""
         data = ForecastingData(
@@ -708,7 +703,7 @@ class Forecasting(Task):
         times, raw, columns = read_series(data)
         yield {"path": str(path), "times": times, "values": raw, "columns": columns}
 
-    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> Any:
+    def check_input(self, state: State, params: Params, item: Any) -> Any:
         """A history read by :meth:`read_inputs`, long enough for the model's window."""
         window = int(params["sequence_length"])
         if len(item["values"]) < window:
@@ -719,12 +714,7 @@ class Forecasting(Task):
         return item
 
     def predict(
-        self,
-        model: keras.Model,
-        state: Mapping[str, Any],
-        params: Params,
-        inputs: Sequence[Any],
-        options: Mapping[str, Any],
+        self, model: keras.Model, state: State, params: Params, inputs: list[Any], options: Options
     ) -> list[dict[str, Any]]:
         """The next ``horizon`` values of every target after each history, with their times."""
         window = int(params["sequence_length"])
@@ -753,23 +743,22 @@ class Forecasting(Task):
                 rows.append(row)
         return rows
 
-    def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
-        """LSTM stack + head weights; activations over ``sequence_length`` steps of inputs."""
-        problem = prepared.fit.window_problem(int(params["sequence_length"]))
+    def estimate(
+        self, params: Params, prepared: Prepared, checkpoints: int = 0, sample_size: int = 0
+    ) -> Estimate:
+        """Memory: LSTM stack and head weights, activations over ``sequence_length`` steps of
+        inputs. Time: LSTM steps of the fit windows, then of validation and each checkpoint's
+        sample. :class:`WindowTooLong` when the window does not fit the training rows."""
+        window, batch = int(params["sequence_length"]), int(params["batch_size"])
+        problem = prepared.fit.window_problem(window)
         if problem is not None:
             raise WindowTooLong(problem)
         meta = prepared.meta
         n_inputs = len(meta["input_columns"])
         outputs = meta["horizon"] * len(meta["target_columns"])
-        return preflight.estimate_memory(
+        memory = preflight.estimate_memory(
             params, weights=parameter_count(params, n_inputs, outputs), input_width=n_inputs
         )
-
-    def estimate_epoch_seconds(
-        self, params: Params, prepared: Prepared, checkpoints: int, sample_size: int
-    ) -> float:
-        """LSTM steps of the fit windows, then of validation and each checkpoint's sample."""
-        window, batch = int(params["sequence_length"]), int(params["batch_size"])
 
         def steps(windows: int) -> int:
             return math.ceil(windows / batch) * window
@@ -778,102 +767,108 @@ class Forecasting(Task):
         validation = len(prepared.validation.target_starts(window))
         sample = min(sample_size, validation)
         forward = steps(validation) + checkpoints * steps(sample)
-        return preflight.epoch_seconds(params, steps(fit), forward)
+        return Estimate(memory, preflight.epoch_seconds(params, steps(fit), forward))
 
 
 # --------------------------------------------------------------------------- report
 
+# The score table's rows: label, key of the model's (and the baseline's) metrics.
+SCORE_ROWS = (
+    ("MSE (z-scored)", "mse"),
+    ("MAE (z-scored)", "mae"),
+    ("MSE (original scale)", "mse_original"),
+    ("MAE (original scale)", "mae_original"),
+)
+# The model's scores in the by-target table (the naive MSE follows them).
+PER_TARGET = ("mse", "mae", "mse_original")
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
 
-
-def _scores_html(metrics: Mapping[str, Any]) -> str:
+def _test_metrics(metrics: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """The scores beside the naive forecast's, the counts, the scores by target, a warning."""
     base = metrics["baseline"]
-    rows = [
-        ("MSE (z-scored)", "mse"),
-        ("MAE (z-scored)", "mae"),
-        ("MSE (original scale)", "mse_original"),
-        ("MAE (original scale)", "mae_original"),
-    ]
-    body = "".join(
-        f"<tr><th>{escape(label)}</th><td>{_fmt(metrics[key])}</td><td>{_fmt(base[key])}</td></tr>"
-        for label, key in rows
-    )
-    per_target = "".join(
-        f"<tr><th>{escape(name)}</th>"
-        + "".join(f"<td>{_fmt(scores[k])}</td>" for k in ("mse", "mae", "mse_original"))
-        + f"<td>{_fmt(base['per_target'][name]['mse'])}</td></tr>"
+    by_target = tuple(
+        Row(name, (*(scores[k] for k in PER_TARGET), base["per_target"][name]["mse"]))
         for name, scores in metrics["per_target"].items()
     )
-    html = (
-        '<table class="data scores"><thead><tr><th></th><th>model</th>'
-        f"<th>baseline: {escape(base['name'])} ({escape(base['predicts'])})</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-        f"<p>{metrics['windows']['test']} test windows, horizon {metrics['horizon']}, "
-        f"predict_change {str(metrics['predict_change']).lower()}.</p>"
-        '<h3>By target column</h3><table class="data"><thead><tr><th></th><th>MSE</th>'
-        "<th>MAE</th><th>MSE (original)</th><th>naive MSE</th></tr></thead>"
-        f"<tbody>{per_target}</tbody></table>"
+    return (
+        Table(
+            ("model", f"baseline: {base['name']} ({base['predicts']})"),
+            tuple(Row(label, (metrics[key], base[key])) for label, key in SCORE_ROWS),
+        ),
+        Text(
+            "{} test windows, horizon {}, predict_change {}.",
+            (
+                metrics["windows"]["test"],
+                metrics["horizon"],
+                str(metrics["predict_change"]).lower(),
+            ),
+        ),
+        Table(("MSE", "MAE", "MSE (original)", "naive MSE"), by_target, title="By target column"),
+        *baseline_warning(metrics, "naive repeat-last forecast", "MSE"),
     )
-    if not metrics.get("beats_baseline", True):
-        html += (
-            '<p class="warning"><strong>Warning:</strong> the model does not beat the naive '
-            "repeat-last forecast on test MSE.</p>"
-        )
-    return html
 
 
-def _by_step_section(metrics: Mapping[str, Any]) -> ReportSection:
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
+def _by_step_section(metrics: Mapping[str, Any]) -> Section:
+    """The model's and the naive forecast's test MSE at each step ahead."""
+    curves = []
     for label, scores in (("model", metrics), ("naive", metrics["baseline"])):
         steps = scores["by_horizon_step"]["mse"]
-        figure.add_trace(
-            go.Scatter(x=list(range(1, len(steps) + 1)), y=steps, mode="lines+markers", name=label)
-        )
-    figure.update_layout(xaxis_title="horizon step", yaxis_title="test MSE (z-scored)")
-    return ReportSection(
+        curves.append(Curve(label, tuple(range(1, len(steps) + 1)), tuple(steps)))
+    figure = Curves(
+        tuple(curves), x_title="horizon step", y_title="test MSE (z-scored)", markers=True
+    )
+    return Section(
         "error-by-horizon",
         "Error by horizon step",
-        figure=figure,
+        (figure,),
         caption="Test MSE at each step ahead, averaged over windows and target columns.",
     )
 
 
-def _forecast_section(metrics: Mapping[str, Any]) -> ReportSection:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+def _forecast_section(metrics: Mapping[str, Any]) -> Section:
+    """Back-to-back forecasts over the test split's first rows (``plot_data``)."""
     plot = metrics["forecast_plot"]
-    names = list(plot["series"])
-    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
-    styles = {"truth": {"color": "#222"}, "forecast": {"color": "#1f77b4"}}
-    styles["naive"] = {"color": "#999", "dash": "dot"}
-    for row, name in enumerate(names, start=1):
-        for kind, style in styles.items():
-            figure.add_trace(
-                go.Scatter(
-                    x=plot["time"],
-                    y=plot["series"][name][kind],
-                    mode="lines",
-                    name=kind,
-                    line=style,
-                    legendgroup=kind,
-                    showlegend=row == 1,
-                ),
-                row=row,
-                col=1,
-            )
-    figure.update_layout(height=max(440, 260 * len(names)))
-    return ReportSection(
+    panels = tuple(
+        ForecastPanel(name, tuple(lines["truth"]), tuple(lines["forecast"]), tuple(lines["naive"]))
+        for name, lines in plot["series"].items()
+    )
+    return Section(
         "forecasts",
         "Forecasts against the truth",
-        figure=figure,
+        (ForecastPlot(tuple(plot["time"]), panels, baseline_name="naive"),),
         caption=f"The test split's first rows, original scale: one {metrics['horizon']}-step "
         "forecast every horizon rows, placed end to end, beside the truth and the naive "
         "repeat-last forecast.",
+    )
+
+
+def _summary(metrics: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """Test MSE/MAE beside the naive forecast's, on both scales, and by horizon step."""
+    base = metrics["baseline"]
+    steps = metrics["by_horizon_step"]["mse"]
+    return (
+        Text(
+            "Test MSE: {}   MAE: {}   (z-scored; {} windows, horizon {}, targets {}, {} epochs)",
+            (
+                metrics["mse"],
+                metrics["mae"],
+                metrics["windows"]["test"],
+                metrics["horizon"],
+                ", ".join(metrics.get("target_columns", ())),
+                metrics.get("epochs"),
+            ),
+        ),
+        Text("Naive repeat-last: MSE {}, MAE {}", (base["mse"], base["mae"])),
+        Text(
+            "Original scale: MSE {}, MAE {}   (naive {}, {})",
+            (
+                metrics["mse_original"],
+                metrics["mae_original"],
+                base["mse_original"],
+                base["mae_original"],
+            ),
+        ),
+        Text("MSE at step 1: {}, at step {}: {}", (steps[0], len(steps), steps[-1])),
     )
 
 

@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,11 +36,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lstm_tune.errors import DataError
+from lstm_tune.figures import Figure, Report, Row, Sample, Samples, Section, Table, Text
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Task
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
 from lstm_tune.tasks.readers import read_text_lines
 from lstm_tune.training import preflight
-from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
+from lstm_tune.types import Estimate, MemoryEstimate, Objective, Params, Prepared
 
 if TYPE_CHECKING:
     import keras
@@ -122,7 +122,8 @@ class WindowTooLong(DataError, preflight.ConfigTooLarge):
 @dataclass(frozen=True)
 class TokenSplit:
     """A contiguous run of token ids; ``sample`` = (windows, seed) keeps a fixed sample of
-    that many of its windows (checkpoint scoring), else every window counts."""
+    that many of its windows (checkpoint scoring), else every window counts. Its size is its
+    number of tokens (a window's count depends on ``sequence_length``)."""
 
     name: str
     ids: np.ndarray
@@ -161,10 +162,6 @@ class LanguageModel(Task):
     def sample(self, split: TokenSplit, size: int, seed: int) -> TokenSplit:
         """``split`` marked to use a fixed sample of ``size`` of its windows."""
         return replace(split, sample=(size, seed))
-
-    def size(self, split: TokenSplit) -> int:
-        """Number of tokens (a window's count depends on ``sequence_length``)."""
-        return len(split)
 
     # -- model -----------------------------------------------------------------------------
 
@@ -211,37 +208,26 @@ class LanguageModel(Task):
         )
         return metrics
 
-    def report_sections(self, metrics: Mapping[str, Any]) -> list[ReportSection]:
-        """Scores beside the unigram baseline, and the samples the model wrote."""
-        return [
-            ReportSection("test-metrics", "Test metrics", html=_scores_html(metrics)),
-            ReportSection(
+    def report(self, metrics: Mapping[str, Any]) -> Report:
+        """Scores beside the unigram baseline's and on validation, and the samples the model
+        wrote; in the terminal, the same as lines."""
+        samples = Samples(
+            tuple(
+                Sample(s["prompt"], s["text"], s["temperature"], s["seed"])
+                for s in metrics["samples"]
+            )
+        )
+        sections = (
+            Section("test-metrics", "Test metrics", _test_metrics(metrics)),
+            Section(
                 "samples",
                 "Samples",
-                html=_samples_html(metrics["samples"]),
+                (samples,),
                 caption="Text the trained model writes after a prompt from the test split "
                 "(prompt in bold), sampled with a fixed seed.",
             ),
-        ]
-
-    def summary(self, metrics: Mapping[str, Any]) -> str:
-        """Scores, the baseline and the samples as text."""
-        unit = metrics["level"]
-        where = "validation split (no test_split)" if metrics["test_is_validation"] else "split"
-        lines = [
-            f"Test {where}: {_scores_line(metrics, unit)}   "
-            f"({metrics['predicted_tokens']} {unit}s predicted, vocabulary "
-            f"{metrics['vocab_size']}, {metrics['epochs']} epochs)",
-            f"Unigram baseline ({metrics['baseline']['predicts']}): "
-            f"{_scores_line(metrics['baseline'], unit)}",
-            f"Validation: {_scores_line(metrics['validation'], unit)}",
-        ]
-        for sample in metrics["samples"]:
-            lines.append(
-                f"--- sample (temperature {sample['temperature']}, seed {sample['seed']}) ---"
-            )
-            lines.append(sample["prompt"] + sample["text"])
-        return "\n".join(lines)
+        )
+        return Report(sections, (*_summary(metrics), samples))
 
     # -- pre-flight ------------------------------------------------------------------------
 
@@ -256,11 +242,11 @@ class LanguageModel(Task):
         """The vocabulary (id → token; id 0 out-of-vocabulary) and the level."""
         return {"vocabulary": list(prepared.meta["vocabulary"]), "level": prepared.meta["level"]}
 
-    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
+    def read_inputs(self, state: State, path: Path) -> Iterator[str]:
         """Prompts: the non-empty lines of a UTF-8 text file."""
         return read_text_lines(path, "prompt")
 
-    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> str:
+    def check_input(self, state: State, params: Params, item: Any) -> str:
         """A prompt with at least one token to continue from."""
         prompt = str(item)
         if not tokenize(prompt, state["level"]):
@@ -271,12 +257,7 @@ class LanguageModel(Task):
         return prompt
 
     def predict(
-        self,
-        model: keras.Model,
-        state: Mapping[str, Any],
-        params: Params,
-        inputs: Sequence[Any],
-        options: Mapping[str, Any],
+        self, model: keras.Model, state: State, params: Params, inputs: list[Any], options: Options
     ) -> list[dict[str, Any]]:
         """Each prompt continued by ``length`` tokens sampled at ``temperature`` (seeded)."""
         level, vocabulary = state["level"], state["vocabulary"]
@@ -291,8 +272,14 @@ class LanguageModel(Task):
             rows.append({"prompt": str(prompt), "text": text, "temperature": temperature})
         return rows
 
-    def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
-        """Embedding, LSTM stack and output weights; activations plus the logits' memory."""
+    def estimate(
+        self, params: Params, prepared: Prepared, checkpoints: int = 0, sample_size: int = 0
+    ) -> Estimate:
+        """Memory: embedding, LSTM stack and output weights, activations plus the logits'.
+        Time: LSTM steps of the training windows, the validation windows and checkpoint
+        samples. ``checkpoints`` is ``size(fit) // report_every``; ``size`` counts tokens
+        while ``report_every`` counts windows, so the checkpoints an epoch passes are about
+        ``checkpoints // sequence_length``."""
         check_windows_fit(params, prepared)
         vocab = prepared.meta["vocab_size"]
         stack = preflight.estimate_memory(
@@ -300,29 +287,19 @@ class LanguageModel(Task):
             weights=parameter_count(params, vocab),
             input_width=int(params["hidden_size"]),
         )
-        cells = int(params["batch_size"]) * int(params["sequence_length"])
+        length, batch = int(params["sequence_length"]), int(params["batch_size"])
         # The shared formula counts the LSTM's activations; a language model also holds
         # batch x sequence x vocabulary logits (and their softmax and gradient) per step.
-        logits = 4 * LOGIT_COPIES * cells * vocab
-        return MemoryEstimate(stack.base, stack.weights, stack.activations + logits)
-
-    def estimate_epoch_seconds(
-        self, params: Params, prepared: Prepared, checkpoints: int, sample_size: int
-    ) -> float:
-        """LSTM steps of the training windows, the validation windows and checkpoint samples.
-
-        ``checkpoints`` is ``size(fit) // report_every``; ``size`` counts tokens while
-        ``report_every`` counts windows, so the checkpoints an epoch passes are about
-        ``checkpoints // sequence_length``.
-        """
-        length, batch = int(params["sequence_length"]), int(params["batch_size"])
+        logits = 4 * LOGIT_COPIES * batch * length * vocab
+        memory = MemoryEstimate(stack.base, stack.weights, stack.activations + logits)
         train = training_window_count(len(prepared.fit), length)
         val = window_count(len(prepared.validation), length)
         sample = min(sample_size, val)
         forward_batches = -(-val // batch) + (checkpoints // length) * -(-sample // batch)
-        return preflight.epoch_seconds(
+        seconds = preflight.epoch_seconds(
             params, -(-train // batch) * length, forward_batches * length
         )
+        return Estimate(memory, seconds)
 
 
 # --------------------------------------------------------------------------- reading
@@ -489,9 +466,7 @@ def window_starts(split: TokenSplit, length: int) -> np.ndarray:
     starts = np.arange(window_count(len(split), length)) * length
     if split.sample is not None:
         size, seed = split.sample
-        if size < len(starts):
-            chosen = np.random.default_rng(seed).choice(len(starts), size, replace=False)
-            starts = starts[np.sort(chosen)]
+        starts = starts[sample_index(len(starts), size, seed)]
     return starts
 
 
@@ -769,49 +744,64 @@ def continue_ids(
 # --------------------------------------------------------------------------- report
 
 
-def _scores_line(scores: Mapping[str, Any], unit: str) -> str:
-    line = (
-        f"cross-entropy {scores['cross_entropy']:.4f} nats/{unit}   "
-        f"perplexity {scores['perplexity']:.3f}"
-    )
-    if "bits_per_char" in scores:
-        line += f"   bits/char {scores['bits_per_char']:.4f}"
-    return line
-
-
-def _scores_html(metrics: Mapping[str, Any]) -> str:
-    baseline, validation = metrics["baseline"], metrics["validation"]
-    unit = metrics["level"]
+def _test_metrics(metrics: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """The scores table (test, unigram baseline, validation), the counts, a warning."""
+    baseline, validation, unit = metrics["baseline"], metrics["validation"], metrics["level"]
+    test = "validation split (no test_split)" if metrics["test_is_validation"] else "test split"
     rows = [(f"cross-entropy (nats per {unit})", "cross_entropy"), ("perplexity", "perplexity")]
     if "bits_per_char" in metrics:
         rows.append(("bits per character", "bits_per_char"))
-    test = "validation split (no test_split)" if metrics["test_is_validation"] else "test split"
-    body = "".join(
-        f"<tr><th>{escape(label)}</th><td>{metrics[key]:.4f}</td>"
-        f"<td>{baseline[key]:.4f}</td><td>{validation[key]:.4f}</td></tr>"
-        for label, key in rows
+    columns = (
+        f"model, {test}",
+        f"baseline: {baseline['name']} ({baseline['predicts']})",
+        "model, validation split",
     )
-    table = (
-        f'<table class="data scores"><thead><tr><th></th><th>model, {escape(test)}</th>'
-        f"<th>baseline: unigram ({escape(str(baseline['predicts']))})</th>"
-        f"<th>model, validation split</th></tr></thead><tbody>{body}</tbody></table>"
-        f"<p>{metrics['predicted_tokens']} {escape(unit)}s predicted; vocabulary "
-        f"{metrics['vocab_size']} (one id for every token outside it).</p>"
+    return (
+        Table(
+            columns,
+            tuple(Row(label, (metrics[k], baseline[k], validation[k])) for label, k in rows),
+        ),
+        Text(
+            "{} {}s predicted; vocabulary {} (one id for every token outside it).",
+            (metrics["predicted_tokens"], unit, metrics["vocab_size"]),
+        ),
+        *baseline_warning(metrics, "unigram baseline", "cross-entropy"),
     )
-    if not metrics["beats_baseline"]:
-        table += (
-            '<p class="warning"><strong>Warning:</strong> the model does not beat the '
-            "unigram baseline on test cross-entropy.</p>"
-        )
-    return table
 
 
-def _samples_html(samples: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(
-        f"<p>temperature {sample['temperature']}, seed {sample['seed']}</p>"
-        f'<pre class="sample"><b>{escape(sample["prompt"])}</b>{escape(sample["text"])}</pre>'
-        for sample in samples
+def _summary(metrics: Mapping[str, Any]) -> tuple[Text, ...]:
+    """The test, baseline and validation scores as lines."""
+    unit = metrics["level"]
+    where = "validation split (no test_split)" if metrics["test_is_validation"] else "split"
+    counts = (metrics["predicted_tokens"], unit, metrics["vocab_size"], metrics.get("epochs"))
+    return (
+        _joined(
+            Text("Test {}: ", (where,)),
+            _scores(metrics, unit),
+            Text("   ({} {}s predicted, vocabulary {}, {} epochs)", counts),
+        ),
+        _joined(
+            Text("Unigram baseline ({}): ", (metrics["baseline"]["predicts"],)),
+            _scores(metrics["baseline"], unit),
+        ),
+        _joined(Text("Validation: "), _scores(metrics["validation"], unit)),
     )
+
+
+def _scores(scores: Mapping[str, Any], unit: str) -> Text:
+    """Cross-entropy, perplexity and (characters) bits per character, on one line."""
+    text = Text(
+        "cross-entropy {} nats/{}   perplexity {:.3f}",
+        (scores["cross_entropy"], unit, scores["perplexity"]),
+    )
+    if "bits_per_char" in scores:
+        text = _joined(text, Text("   bits/char {}", (scores["bits_per_char"],)))
+    return text
+
+
+def _joined(*texts: Text) -> Text:
+    """One sentence of ``texts`` one after the other."""
+    return Text("".join(t.template for t in texts), tuple(v for t in texts for v in t.values))
 
 
 register(LanguageModel())

@@ -16,7 +16,7 @@ Peak memory of a training step, in bytes:
                              back-propagation through time keeps for every step of every layer
 
 ``steps`` is ``sequence_length`` (a batch of the longest examples is padded to it). Each task
-counts its own weights and input width (:meth:`lstm_tune.tasks.base.Task.estimate_memory`).
+counts its own weights and input width (:meth:`lstm_tune.tasks.base.Task.estimate`).
 ``ACTIVATION_FLOATS_PER_UNIT`` is fitted to a measured peak (``benchmarks/memory.py``).
 """
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.model_selection import train_test_split
 
 from lstm_tune.errors import DataError
+from lstm_tune.tasks.base import Examples
 from lstm_tune.tasks.readers import quote, read_csv_rows
 
 # Bump when tokenization or the cached layout changes so old caches are not reused.
@@ -91,14 +92,19 @@ DataSpec = TextClassificationData
 
 
 @dataclass(frozen=True)
-class Split:
-    """Token-id sequences (one array per text) and their class indices."""
+class Split(Examples[list[np.ndarray]]):
+    """Token-id sequences (``inputs``, one array per text) and their class indices
+    (``targets``); the base task counts, samples and merges it as :class:`Examples`."""
 
-    sequences: list[np.ndarray]
-    labels: np.ndarray
+    @property
+    def sequences(self) -> list[np.ndarray]:
+        """Each text's token ids."""
+        return self.inputs
 
-    def __len__(self) -> int:
-        return len(self.sequences)
+    @property
+    def labels(self) -> np.ndarray:
+        """Each text's class index."""
+        return self.targets
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ def split_validation(
     fit_idx, val_idx = _stratified(
         index, train.labels, seed, where, "data.validation_split", test_size=validation_split
     )
-    return _take(train, np.sort(fit_idx)), _take(train, np.sort(val_idx))
+    return train.take(np.sort(fit_idx)), train.take(np.sort(val_idx))
 
 
 def sample_of(split: Split, size: int, seed: int) -> Split:
@@ -221,10 +227,6 @@ def class_order(labels: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(distinct))
 
 
-def _take(split: Split, index: np.ndarray) -> Split:
-    return Split([split.sequences[i] for i in index], split.labels[index])
-
-
 def _stratified(
     index: np.ndarray,
     labels: np.ndarray,
@@ -252,7 +254,7 @@ def _stratified_slice(split: Split, limit: int | None, seed: int, where: str, fi
     index, _ = _stratified(
         np.arange(len(split)), split.labels, seed, where, field, train_size=limit
     )
-    return _take(split, np.sort(index))
+    return split.take(np.sort(index))
 
 
 def _load_keras(max_features: int, cache_dir: str | None) -> Corpus:

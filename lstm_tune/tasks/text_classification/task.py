@@ -12,17 +12,26 @@ its defaults (columns ``review``/``sentiment``, optional ``split``) are this tas
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lstm_tune.errors import DataError
+from lstm_tune.figures import (
+    ConfusionMatrix,
+    Curve,
+    Curves,
+    Figure,
+    Report,
+    Row,
+    Section,
+    Table,
+    Text,
+)
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Task
+from lstm_tune.tasks.base import Options, State, Task, baseline_warning
 from lstm_tune.tasks.readers import read_csv_rows, read_text_lines
 from lstm_tune.tasks.text_classification.data import (
     FIRST_WORD_ID,
@@ -38,11 +47,10 @@ from lstm_tune.tasks.text_classification.data import (
     split_validation,
 )
 from lstm_tune.training import preflight
-from lstm_tune.types import MemoryEstimate, Objective, Params, Prepared, ReportSection
+from lstm_tune.types import Estimate, Objective, Params, Prepared
 
 if TYPE_CHECKING:
     import keras
-    import plotly.graph_objects as go
     import tensorflow as tf
 
 # The seed notebook rounds the sigmoid output: probability >= 0.5 means the second class.
@@ -91,12 +99,8 @@ class TextClassification(Task):
         )
 
     def sample(self, split: Split, size: int, seed: int) -> Split:
-        """A stratified sample of ``size`` texts."""
+        """A stratified sample of ``size`` texts (every class keeps its share)."""
         return sample_of(split, size, seed)
-
-    def size(self, split: Split) -> int:
-        """Number of texts."""
-        return len(split)
 
     # -- model -----------------------------------------------------------------------------
 
@@ -130,46 +134,32 @@ class TextClassification(Task):
         metrics["beats_baseline"] = metrics["accuracy"] > metrics["baseline"]["accuracy"]
         return metrics
 
-    def report_sections(self, metrics: Mapping[str, Any]) -> list[ReportSection]:
-        """Scores beside the baseline, the classification report, confusion matrix, ROC."""
-        return [
-            ReportSection("test-metrics", "Test metrics", html=_scores_html(metrics)),
-            _confusion_section(metrics["confusion_matrix"], metrics["class_names"]),
-            _roc_section(metrics),
-        ]
-
-    def summary(self, metrics: Mapping[str, Any]) -> str:
-        """A text report in the spirit of the seed's classification report."""
-        report = metrics["classification_report"]
-        baseline = metrics["baseline"]
-        lines = [
-            f"Test accuracy: {metrics['accuracy']:.4f}   macro F1: {metrics['f1_macro']:.4f}   "
-            f"ROC AUC: {metrics['roc_auc']:.4f}   ({metrics['test_size']} texts, "
-            f"{len(metrics['class_names'])} classes, {metrics['epochs']} epochs)",
-            f"Majority-class baseline ({baseline['predicts']!r}): accuracy "
-            f"{baseline['accuracy']:.4f}, macro F1 {baseline['f1_macro']:.4f}",
-            f"{'':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}",
-        ]
-        for name in (*metrics["class_names"], "macro avg", "weighted avg"):
-            row = report[name]
-            lines.append(
-                f"{name[:12]:>12} {row['precision']:>9.4f} {row['recall']:>9.4f} "
-                f"{row['f1-score']:>9.4f} {int(row['support']):>9d}"
-            )
-        lines.append(
-            f"Confusion matrix (rows true, columns predicted): {metrics['confusion_matrix']}"
+    def report(self, metrics: Mapping[str, Any]) -> Report:
+        """Scores beside the baseline, the classification report, confusion matrix and ROC
+        curve; in the terminal, the scores, the per-class report and the matrix."""
+        names = tuple(str(name) for name in metrics["class_names"])
+        matrix = ConfusionMatrix(
+            tuple(tuple(int(v) for v in row) for row in metrics["confusion_matrix"]), names
         )
-        return "\n".join(lines)
+        per_class = metrics.get("classification_report") or {}
+        scores: tuple[Figure, ...] = (
+            _scores_table(metrics, names),
+            *baseline_warning(metrics, "majority-class baseline", "accuracy"),
+            _report_table(per_class, tuple(per_class), "Classification report"),
+        )
+        sections = (
+            Section("test-metrics", "Test metrics", scores),
+            Section(
+                "confusion-matrix",
+                "Confusion matrix",
+                (matrix,),
+                caption="Rows are the true class, columns the predicted class (test split).",
+            ),
+            _roc_section(metrics),
+        )
+        return Report(sections, _summary(metrics, names, per_class, matrix))
 
     # -- use on new input ------------------------------------------------------------------
-
-    def with_validation_in_fit(self, prepared: Prepared) -> Prepared:
-        """The fit texts followed by the validation texts."""
-        fit, validation = prepared.fit, prepared.validation
-        merged = Split(
-            fit.sequences + validation.sequences, np.concatenate([fit.labels, validation.labels])
-        )
-        return dataclasses.replace(prepared, fit=merged)
 
     def inference_state(self, prepared: Prepared, data: Any) -> dict[str, Any]:
         """The vocabulary, the tokenizer's rules, the text column and the class names."""
@@ -182,7 +172,7 @@ class TextClassification(Task):
             "tokenizer": dict(TOKENIZER_RULES),
         }
 
-    def read_inputs(self, state: Mapping[str, Any], path: Path) -> Iterator[str]:
+    def read_inputs(self, state: State, path: Path) -> Iterator[str]:
         """Texts: the model's text column of a CSV(.gz), or every non-empty line of a .txt."""
         if path.suffix == ".txt":
             yield from read_text_lines(path)
@@ -191,7 +181,7 @@ class TextClassification(Task):
         for _line, row in read_csv_rows(path, {column: "the model's text column"}):
             yield row.get(column) or ""
 
-    def check_input(self, state: Mapping[str, Any], params: Params, item: Any) -> str:
+    def check_input(self, state: State, params: Params, item: Any) -> str:
         """A text; a model without a vocabulary (Keras's pre-tokenized IMDB) reads none."""
         if not state.get("vocabulary"):
             raise DataError(
@@ -208,12 +198,7 @@ class TextClassification(Task):
         return str(item)
 
     def predict(
-        self,
-        model: keras.Model,
-        state: Mapping[str, Any],
-        params: Params,
-        inputs: Sequence[Any],
-        options: Mapping[str, Any],
+        self, model: keras.Model, state: State, params: Params, inputs: list[Any], options: Options
     ) -> list[dict[str, Any]]:
         """Each text's predicted class and the probability of every class."""
         vocabulary = state["vocabulary"]
@@ -233,23 +218,23 @@ class TextClassification(Task):
 
     # -- pre-flight ------------------------------------------------------------------------
 
-    def estimate_memory(self, params: Params, prepared: Prepared) -> MemoryEstimate:
-        """Embedding + LSTM stack + head weights; activations over ``sequence_length`` steps."""
-        return preflight.estimate_memory(
+    def estimate(
+        self, params: Params, prepared: Prepared, checkpoints: int = 0, sample_size: int = 0
+    ) -> Estimate:
+        """Memory: embedding, LSTM stack and head weights, activations over
+        ``sequence_length`` steps. Time: LSTM steps of length-bucketed batches over the fit
+        texts, then the validation texts and each checkpoint's sample."""
+        memory = preflight.estimate_memory(
             params,
             weights=parameter_count(
                 params, prepared.meta["vocab_size"], len(prepared.meta["class_names"])
             ),
             input_width=int(params["hidden_size"]),
         )
-
-    def estimate_epoch_seconds(
-        self, params: Params, prepared: Prepared, checkpoints: int, sample_size: int
-    ) -> float:
-        """LSTM steps of length-bucketed batches over the fit split, validation, checkpoints."""
         val_lengths = review_lengths(prepared.validation)
         forward = np.concatenate([val_lengths, *[val_lengths[:sample_size]] * checkpoints])
-        return preflight.estimate_epoch_seconds(params, review_lengths(prepared.fit), forward)
+        seconds = preflight.estimate_epoch_seconds(params, review_lengths(prepared.fit), forward)
+        return Estimate(memory, seconds)
 
 
 # --------------------------------------------------------------------------- model
@@ -467,129 +452,98 @@ def majority_baseline(
 # --------------------------------------------------------------------------- report
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
-
-
-def _scores_html(metrics: Mapping[str, Any]) -> str:
-    baseline = metrics.get("baseline", {})
-    rows = [
+def _scores_table(metrics: Mapping[str, Any], names: Sequence[str]) -> Table:
+    """The model's scores beside the baseline's (metrics.json older than baselines: alone)."""
+    baseline = metrics.get("baseline") or {}
+    binary = len(names) == 2
+    rows: list[tuple[str, Any, Any]] = [
         ("accuracy", metrics["accuracy"], baseline.get("accuracy")),
         ("precision (macro)", metrics["precision_macro"], None),
         ("recall (macro)", metrics["recall_macro"], None),
         ("F1 (macro)", metrics["f1_macro"], baseline.get("f1_macro")),
         (
-            "ROC AUC" + ("" if len(metrics["class_names"]) == 2 else " (macro, one-vs-rest)"),
+            "ROC AUC" + ("" if binary else " (macro, one-vs-rest)"),
             metrics.get("roc_auc"),
             0.5 if baseline else None,
         ),
     ]
-    if len(metrics["class_names"]) == 2:
-        positive = metrics["class_names"][1]
+    if binary:
         rows += [
-            (f"precision ({positive})", metrics.get("precision"), None),
-            (f"recall ({positive})", metrics.get("recall"), None),
-            (f"F1 ({positive})", metrics.get("f1"), None),
+            (f"{score} ({names[1]})", metrics.get(key), None)
+            for score, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1"))
         ]
-    head = "<th>model</th>" + (
-        f"<th>baseline: {escape(str(baseline.get('name')))} "
-        f"({escape(str(baseline.get('predicts')))})</th>"
-        if baseline
-        else ""
-    )
-    body = "".join(
-        f"<tr><th>{escape(name)}</th><td>{escape(_fmt(value))}</td>"
-        + (f"<td>{escape(_fmt(base))}</td>" if baseline else "")
-        + "</tr>"
-        for name, value, base in rows
-    )
-    table = (
-        f'<table class="data scores"><thead><tr><th></th>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table>"
-    )
-    if baseline and not metrics.get("beats_baseline", True):
-        table += (
-            '<p class="warning"><strong>Warning:</strong> the model does not beat the '
-            "majority-class baseline on test accuracy.</p>"
-        )
-    return table + _classification_table(metrics.get("classification_report") or {})
+    if not baseline:
+        return Table(("model",), tuple(Row(label, (value,)) for label, value, _ in rows))
+    column = f"baseline: {baseline.get('name')} ({baseline.get('predicts')})"
+    return Table(("model", column), tuple(Row(label, (v, b)) for label, v, b in rows))
 
 
-def _classification_table(report: Mapping[str, Any]) -> str:
+def _report_table(report: Mapping[str, Any], labels: Sequence[str], title: str = "") -> Table:
+    """scikit-learn's classification report, the rows ``labels`` of it that it has."""
     rows = []
-    for label, row in report.items():
+    for label in labels:
+        if label not in report:
+            continue
+        row = report[label]
         if isinstance(row, dict):
-            cells = [_fmt(row.get(k)) for k in ("precision", "recall", "f1-score")]
-            cells.append(str(int(row.get("support", 0))))
-        else:  # sklearn puts plain "accuracy" next to the per-class dicts
-            cells = ["", "", _fmt(row), ""]
-        rows.append(
-            f"<tr><th>{escape(str(label))}</th>"
-            + "".join(f"<td>{escape(c)}</td>" for c in cells)
-            + "</tr>"
-        )
-    return (
-        '<h3>Classification report</h3><table class="data"><thead><tr><th></th>'
-        "<th>precision</th><th>recall</th><th>f1-score</th><th>support</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
+            scores = (row.get("precision"), row.get("recall"), row.get("f1-score"))
+            rows.append(Row(str(label), (*scores, int(row.get("support", 0)))))
+        else:  # scikit-learn puts plain "accuracy" next to the per-class dicts
+            rows.append(Row(str(label), (None, None, row, None)))
+    return Table(("precision", "recall", "f1-score", "support"), tuple(rows), title)
 
 
-def _confusion_section(
-    matrix: Sequence[Sequence[int]], class_names: Sequence[str]
-) -> ReportSection:
-    import plotly.graph_objects as go
-
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=[f"{c} (predicted)" for c in class_names],
-            y=[f"{c} (true)" for c in class_names],
-            text=[[str(v) for v in row] for row in matrix],
-            texttemplate="%{text}",
-            colorscale="Blues",
-            hovertemplate="%{y} / %{x}: %{z}<extra></extra>",
-        )
-    )
-    size = 360 + 40 * len(class_names)
-    figure.update_layout(yaxis={"autorange": "reversed"}, width=size + 120, height=size)
-    return ReportSection(
-        "confusion-matrix",
-        "Confusion matrix",
-        figure=figure,
-        caption="Rows are the true class, columns the predicted class (test split).",
-    )
-
-
-def _roc_section(metrics: Mapping[str, Any]) -> ReportSection:
-    import plotly.graph_objects as go
-
-    figure: go.Figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#999"}
-        )
-    )
-    curves: dict[str, Mapping[str, Sequence[float]]] = dict(metrics.get("roc_curves") or {})
+def _roc_section(metrics: Mapping[str, Any]) -> Section:
+    """Two classes: the second class's ROC curve; more: one one-vs-rest curve per class."""
+    named: dict[str | Text, Mapping[str, Sequence[float]]] = dict(metrics.get("roc_curves") or {})
     if "roc_curve" in metrics:
-        auc = metrics.get("roc_auc")
-        curves = {f"model (AUC {_fmt(auc)})": metrics["roc_curve"]}
-    for name, curve in curves.items():
-        figure.add_trace(
-            go.Scatter(x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines", name=name)
-        )
-    figure.update_layout(
-        xaxis_title="false positive rate",
-        yaxis_title="true positive rate",
-        xaxis={"range": [0, 1]},
-        yaxis={"range": [0, 1.02]},
-        width=640,
+        named = {Text("model (AUC {})", (metrics.get("roc_auc"),)): metrics["roc_curve"]}
+    curves = (
+        Curve("chance", (0, 1), (0, 1), reference=True),
+        *(Curve(name, tuple(c["fpr"]), tuple(c["tpr"])) for name, c in named.items()),
+    )
+    figure = Curves(
+        curves,
+        x_title="false positive rate",
+        y_title="true positive rate",
+        x_range=(0, 1),
+        y_range=(0, 1.02),
+        square=True,
     )
     caption = "" if "roc_curve" in metrics else "One-vs-rest curve per class."
-    return ReportSection("roc-curve", "ROC curve", figure=figure, caption=caption)
+    return Section("roc-curve", "ROC curve", (figure,), caption)
+
+
+def _summary(
+    metrics: Mapping[str, Any],
+    names: Sequence[str],
+    per_class: Mapping[str, Any],
+    matrix: ConfusionMatrix,
+) -> tuple[Figure, ...]:
+    """Scores, the baseline's, the per-class report and the matrix, as the seed prints them."""
+    lines: list[Figure] = [
+        Text(
+            "Test accuracy: {}   macro F1: {}   ROC AUC: {}   ({} texts, {} classes, {} epochs)",
+            (
+                metrics["accuracy"],
+                metrics["f1_macro"],
+                metrics.get("roc_auc"),
+                metrics.get("test_size"),
+                len(names),
+                metrics.get("epochs"),
+            ),
+        )
+    ]
+    baseline = metrics.get("baseline")
+    if baseline:
+        lines.append(
+            Text(
+                "Majority-class baseline ({}): accuracy {}, macro F1 {}",
+                (repr(baseline["predicts"]), baseline["accuracy"], baseline["f1_macro"]),
+            )
+        )
+    lines.append(_report_table(per_class, (*names, "macro avg", "weighted avg")))
+    return (*lines, matrix)
 
 
 register(TextClassification())

@@ -278,14 +278,14 @@ def test_training_windows_change_offset_and_order_each_epoch(trained: dict[str, 
 @pytest.mark.slow
 def test_estimates_count_the_logits_and_the_windows(trained: dict[str, Any]) -> None:
     prepared = trained["prepared"]
-    small = TASK.estimate_memory(TINY, prepared)
-    wide = TASK.estimate_memory({**TINY, "batch_size": 64}, prepared)
+    small = TASK.estimate(TINY, prepared).memory
+    wide = TASK.estimate({**TINY, "batch_size": 64}, prepared).memory
     vocab = prepared.meta["vocab_size"]
     # Doubling the batch doubles the activations, the logits' 3 copies among them.
     assert wide.activations == 2 * small.activations
     assert small.activations > 3 * 4 * 32 * 32 * vocab
-    assert TASK.estimate_epoch_seconds({**TINY, "hidden_size": 64}, prepared, 0, 10) > (
-        TASK.estimate_epoch_seconds(TINY, prepared, 0, 10)
+    assert TASK.estimate({**TINY, "hidden_size": 64}, prepared, 0, 10).epoch_seconds > (
+        TASK.estimate(TINY, prepared, 0, 10).epoch_seconds
     )
 
 
