@@ -47,8 +47,8 @@ def largest_config_child(data_path: str) -> None:
 
     from lstm_tune.config import load_spec
     from lstm_tune.tasks.text_classification.batching import dataset
-    from lstm_tune.tasks.text_classification.data import Split, load_corpus
-    from lstm_tune.tasks.text_classification.task import DataSpec, build_classifier
+    from lstm_tune.tasks.text_classification.data import DataSpec, Split, load_corpus
+    from lstm_tune.tasks.text_classification.task import build_classifier
     from lstm_tune.training.fit import fit
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "studies" / "imdb.yaml")

@@ -45,8 +45,13 @@ def run_variant(name: str, data_path: str, train_limit: int | None, epochs: int)
     from lstm_tune.config import load_spec
     from lstm_tune.tasks.text_classification import batching
     from lstm_tune.tasks.text_classification.batching import dataset
-    from lstm_tune.tasks.text_classification.data import load_corpus, pad, split_validation
-    from lstm_tune.tasks.text_classification.task import DataSpec, build_classifier
+    from lstm_tune.tasks.text_classification.data import (
+        DataSpec,
+        load_corpus,
+        pad,
+        split_validation,
+    )
+    from lstm_tune.tasks.text_classification.task import build_classifier
     from lstm_tune.training.fit import fit
     from lstm_tune.types import Objective
 

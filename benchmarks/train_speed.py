@@ -36,8 +36,14 @@ from lstm_tune.tasks.text_classification.batching import (
     dataset,  # noqa: E402
     truncated_lengths,  # noqa: E402
 )
-from lstm_tune.tasks.text_classification.data import Split, load_corpus, pad, split_validation  # noqa: E402
-from lstm_tune.tasks.text_classification.task import DataSpec, build_classifier  # noqa: E402
+from lstm_tune.tasks.text_classification.data import (  # noqa: E402
+    DataSpec,
+    Split,
+    load_corpus,
+    pad,
+    split_validation,
+)
+from lstm_tune.tasks.text_classification.task import build_classifier  # noqa: E402
 from lstm_tune.training.fit import EpochRecorder, fit  # noqa: E402
 from lstm_tune.types import Objective  # noqa: E402
 
