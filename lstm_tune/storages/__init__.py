@@ -4,6 +4,7 @@ with retries and the held-trial ledger, and Optuna's gRPC proxy in front of it.
 :func:`open_storage` is the one door: it turns any supported URL into an Optuna storage.
 """
 
+from lstm_tune.storages.grpc import DEFAULT_PROXY_PORT
 from lstm_tune.storages.rdb import (
     BUDGET_ATTR,
     SPEC_ATTR,
@@ -21,6 +22,7 @@ from lstm_tune.storages.rdb import (
 
 __all__ = [
     "BUDGET_ATTR",
+    "DEFAULT_PROXY_PORT",
     "SPEC_ATTR",
     "HeldTrial",
     "_short",
