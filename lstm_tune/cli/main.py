@@ -8,7 +8,6 @@ import math
 import os
 import shlex
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,10 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lstm_tune.config import StudySpec, load_spec, with_data  # noqa: E402
 from lstm_tune.errors import LstmTuneError  # noqa: E402
+from lstm_tune.runtime.layout import AUTO  # noqa: E402
 
 if TYPE_CHECKING:
     from lstm_tune.runtime.layout import Threads
-    from lstm_tune.types import Prepared
 
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
@@ -78,33 +77,6 @@ def _with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
     return with_data(spec, **changes) if changes else spec
 
 
-def _format_params(params: dict[str, object]) -> str:
-    parts = []
-    for name, value in params.items():
-        parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
-    return " ".join(parts)
-
-
-def _trial_printer(out: Callable[[str], None]) -> Callable[..., None]:
-    def print_trial(study: object, trial: object) -> None:
-        from optuna.trial import FrozenTrial
-
-        assert isinstance(trial, FrozenTrial)
-        seconds = trial.duration.total_seconds() if trial.duration else float("nan")
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        if trial.value is None and trial.intermediate_values:
-            last = max(trial.intermediate_values)
-            value = f"({trial.intermediate_values[last]:.4f} at step {last})"
-        reason = trial.user_attrs.get("fail_reason")
-        tail = f" reason: {reason}" if reason else ""
-        out(
-            f"trial {trial.number:>3} {trial.state.name:<8} value={value} "
-            f"{_format_params(trial.params)} {seconds:.1f}s{tail}"
-        )
-
-    return print_trial
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     """Run (or resume) a search until the study's trial budget is reached."""
     # The study file is checked before TensorFlow is imported, so a mistake costs no wait.
@@ -113,88 +85,52 @@ def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
     from lstm_tune.results.artifacts import TrialArtifacts
-    from lstm_tune.runtime.progress import SearchProgress
-    from lstm_tune.search.strategy import build_pruner, build_sampler
-    from lstm_tune.search.worker import run_search
-    from lstm_tune.storages import check_url
-    from lstm_tune.tasks import get_task
+    from lstm_tune.runtime.progress import format_params
+    from lstm_tune.runtime.stop import exit_now
+    from lstm_tune.search.run import ArtifactDir, PoolFinished, Stopped, WorkerLaunch, run_study
+    from lstm_tune.storages import absolute_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     study_name = args.study_name or spec.name
     storage = resolve_storage(args.storage, Path(args.study).resolve().parent / f"{study_name}.db")
-    from lstm_tune.storages import absolute_url
-
-    # Everything the user gave is checked before anything is written (storage, artifacts):
-    # the storage URL's form, sampler and pruner options, then the data (read once here,
-    # cached for pool workers).
-    check_url(storage)
-    build_sampler(spec.search.sampler, spec.seed)
-    build_pruner(spec.search.pruner)
-    prepared = get_task(spec.task).load(spec.data, spec.seed)
-    workers, threads = _layout(args, spec, prepared)
-    if threads_override is not None:
-        threads = threads_override
-    if workers > 1:
-        return _search_pool(args, spec, storage, study_name, workers, threads)
-    from lstm_tune.runtime.layout import apply_threads
-
-    print(f"TensorFlow threads: {apply_threads(threads)}", flush=True)
-
     artifact_dir = resolve_artifact_dir(
         args.artifact_dir, Path(args.study).resolve().parent / "artifacts"
     )
-    artifacts = TrialArtifacts(artifact_dir)
-    print(
-        f"study {study_name!r} on {absolute_url(storage)}; artifacts in {artifact_dir}",
-        flush=True,
+    ended = run_study(
+        spec,
+        storage=storage,
+        study_name=study_name,
+        say=lambda line: print(line, flush=True),
+        warn=lambda line: print(f"lstm-tune: {line}", flush=True),
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        workers=args.workers,
+        threads=threads_override,
+        artifacts=ArtifactDir(artifact_dir, TrialArtifacts),
+        launch=WorkerLaunch(
+            argv=lambda index: _worker_argv(args, study_name, index),
+            # The storage URL (it may hold a password) goes through the environment.
+            env={**os.environ, STORAGE_ENV: storage},
+        ),
+        accept_changes=args.accept_changes,
+        worker_index=args.worker_index,
+        progress=sys.stdout,
     )
-    budget = args.n_trials or spec.search.n_trials
-    progress = SearchProgress(budget=budget, epochs=spec.training.epochs, stream=sys.stdout)
-    progress.start()
-    started = time.perf_counter()
-    from lstm_tune.runtime.stop import (
-        StopRecord,
-        StopRequested,
-        exit_now,
-        graceful_stop,
-        release_held_trials,
-        stop_behind,
-    )
-    from lstm_tune.search.budget import BudgetGate
-
-    stop_record: StopRecord | None = None
-    try:
-        with graceful_stop() as stop_record:
-            outcome = run_search(
-                spec,
-                storage_url=storage,
-                study_name=study_name,
-                n_trials=args.n_trials,
-                timeout=args.timeout,
-                # The gate runs before run_search's own budget check: it may wait for other
-                # workers' running trials before that check decides whether this one stops.
-                callbacks=[_trial_printer(progress.log), progress, BudgetGate(budget)],
-                on_trained=artifacts.on_trained,
-                on_epoch=progress.on_epoch,
-                on_pruned=artifacts.on_pruned,
-                worker_index=args.worker_index,
-                prepared=prepared,
-                accept_changes=args.accept_changes,
-            )
-    except (StopRequested, Exception) as exc:
-        stop = stop_behind(exc, stop_record)
-        if stop is None:
-            raise
-        progress.close()
-        release_held_trials(stop, lambda line: print(f"lstm-tune: {line}", flush=True))
-        print(f"lstm-tune: stopped by {stop.signame}", flush=True)
-        exit_now(128 + stop.signum)  # within the stop grace period; see pool.exit_now
-    finally:
-        progress.close()
-    elapsed = time.perf_counter() - started
+    if isinstance(ended, PoolFinished):
+        result = ended.result
+        print(
+            f"pool finished: worker exit codes {result.exit_codes}"
+            + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""),
+            flush=True,
+        )
+        return result.exit_code
+    if isinstance(ended, Stopped):  # by a signal; the trials it held are released
+        print(f"lstm-tune: stopped by {ended.signame}", flush=True)
+        exit_now(128 + ended.signum)  # within the stop grace period; see pool.exit_now
+    outcome = ended.outcome
     print(
         f"{outcome.stopped_because}: {outcome.finished}/{outcome.budget} finished trials "
-        f"in {elapsed:.1f}s"
+        f"in {ended.seconds:.1f}s"
     )
     if outcome.gave_up:
         # Not a success: a pool's `restart: on-failure` must see that this worker stopped
@@ -208,13 +144,31 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     print(
         f"best: trial {best.number} {spec.search.metric}={best.value:.4f} "
-        f"best_epoch={best.user_attrs.get('best_epoch')} {_format_params(best.params)}"
+        f"best_epoch={best.user_attrs.get('best_epoch')} {format_params(best.params)}"
     )
     print(
         f"export it: lstm-tune export-best --study-name {shlex.quote(study_name)} --storage "
         f"{shlex.quote(absolute_url(storage))} -o best.yaml"
     )
     return 0
+
+
+def _worker_argv(args: argparse.Namespace, study_name: str, index: int) -> list[str]:
+    """The command line of pool worker ``index``: this search, as one worker of the pool."""
+    argv = [sys.executable, "-m", "lstm_tune.cli", *(["--debug"] if args.debug else [])]
+    # The storage URL (it may hold a password) goes through the environment, not argv.
+    argv += ["search", args.study, "--study-name", study_name]
+    argv += ["--worker-index", str(index)]
+    passed = {
+        "--n-trials": args.n_trials,
+        "--timeout": args.timeout,
+        "--data-path": args.data_path,
+        "--artifact-dir": args.artifact_dir,
+    }
+    for flag, value in passed.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 def cmd_export_best(args: argparse.Namespace) -> int:
@@ -387,71 +341,6 @@ def _threads_from_env() -> Threads | None:
     return parse_threads(text) if text else None
 
 
-def _layout(args: argparse.Namespace, spec: StudySpec, prepared: Prepared) -> tuple[int, Threads]:
-    """Worker processes and threads for ``search``: ``--workers auto`` by the layout rule,
-    ``--workers N`` with the usable cores split among the N."""
-    from lstm_tune.runtime.layout import study_layout, threads_for, usable_cores
-
-    if args.workers != AUTO:
-        return int(args.workers), threads_for(int(args.workers), usable_cores())
-    layout = study_layout(spec, prepared, trials=args.n_trials or spec.search.n_trials)
-    print(
-        f"--workers auto: {layout.workers} worker(s), TensorFlow threads {layout.threads} "
-        f"each ({layout.reason})",
-        flush=True,
-    )
-    return layout.workers, layout.threads
-
-
-def _search_pool(
-    args: argparse.Namespace,
-    spec: StudySpec,
-    storage: str,
-    study_name: str,
-    workers: int,
-    threads: Threads,
-) -> int:
-    """``search --workers N``: create the study once, then N worker processes share it, each
-    with ``threads`` (passed as ``$LSTM_TUNE_THREADS``)."""
-    from lstm_tune.runtime.layout import THREADS_ENV
-    from lstm_tune.runtime.pool import run_pool
-    from lstm_tune.search.worker import open_study
-    from lstm_tune.storages import absolute_url
-
-    open_study(
-        spec, storage_url=storage, study_name=study_name, accept_changes=args.accept_changes
-    )
-    print(
-        f"pool of {workers} workers on study {study_name!r} at {absolute_url(storage)}",
-        flush=True,
-    )
-
-    def worker_argv(index: int) -> list[str]:
-        argv = [sys.executable, "-m", "lstm_tune.cli", *(["--debug"] if args.debug else [])]
-        # The storage URL (it may hold a password) goes through the environment, not argv.
-        argv += ["search", args.study, "--study-name", study_name]
-        argv += ["--worker-index", str(index)]
-        passed = {
-            "--n-trials": args.n_trials,
-            "--timeout": args.timeout,
-            "--data-path": args.data_path,
-            "--artifact-dir": args.artifact_dir,
-        }
-        for flag, value in passed.items():
-            if value is not None:
-                argv += [flag, str(value)]
-        return argv
-
-    env = {**os.environ, STORAGE_ENV: storage, THREADS_ENV: threads.as_env()}
-    result = run_pool(worker_argv, workers, env=env)
-    print(
-        f"pool finished: worker exit codes {result.exit_codes}"
-        + (f" (stopped by {result.stopped_by})" if result.stopped_by else ""),
-        flush=True,
-    )
-    return result.exit_code
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """Use a trained model directory on raw input; write one CSV row per answer."""
     import csv
@@ -539,6 +428,7 @@ def cmd_create_study(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Print the study's largest config, its memory estimate and a worker's request/limit."""
+    from lstm_tune.runtime.progress import format_params
     from lstm_tune.runtime.sizing import study_size
     from lstm_tune.tasks import get_task
 
@@ -546,7 +436,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     prepared = get_task(spec.task).load(spec.data, spec.seed)
     size = study_size(spec, prepared)
     parts = size.estimate
-    print(f"largest config: {_format_params(dict(size.params))}")
+    print(f"largest config: {format_params(dict(size.params))}")
     print(
         f"estimated peak memory: {size.estimate_mib:,.0f} MiB (base {parts.base / 2**20:,.0f}"
         f" + weights {parts.weights / 2**20:,.0f} + activations {parts.activations / 2**20:,.0f})"
@@ -771,9 +661,6 @@ def _version() -> str:
         return metadata.version("lstm-tune")
     except metadata.PackageNotFoundError:
         return "unknown (not installed)"
-
-
-AUTO = "auto"
 
 
 def _workers(text: str) -> int | str:
