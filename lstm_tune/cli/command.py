@@ -13,6 +13,7 @@ __all__ = [
     "EXIT_GAVE_UP",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_SIGNAL_BASE",
     "EXIT_USAGE",
     "PROG",
     "Command",
@@ -29,7 +30,9 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 # search stopped short of its budget because trials kept failing (data, memory, a bug).
 EXIT_GAVE_UP = 3
-# Ctrl-C outside a search's graceful stop (128 + SIGINT, as a shell reports it).
+# A process ended by signal N exits with this plus N, as a shell reports it.
+EXIT_SIGNAL_BASE = 128
+# Ctrl-C outside a search's graceful stop (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
 

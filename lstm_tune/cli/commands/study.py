@@ -9,7 +9,15 @@ import os
 import shlex
 import sys
 
-from lstm_tune.cli.command import EXIT_GAVE_UP, EXIT_OK, Command, error, note, say
+from lstm_tune.cli.command import (
+    EXIT_GAVE_UP,
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    Command,
+    error,
+    note,
+    say,
+)
 from lstm_tune.cli.env import (
     STORAGE_ENV,
     load_with_overrides,
@@ -112,7 +120,8 @@ class Search(Command):
             return result.exit_code
         if isinstance(ended, Stopped):  # by a signal; the trials it held are released
             note(f"stopped by {ended.signame}")
-            exit_now(128 + ended.signum)  # within the stop grace period; see pool.exit_now
+            # Within the stop grace period: see runtime.stop.exit_now.
+            exit_now(EXIT_SIGNAL_BASE + ended.signum)
         outcome = ended.outcome
         print(
             f"{outcome.stopped_because}: {outcome.finished}/{outcome.budget} finished trials "

@@ -19,14 +19,8 @@ from lstm_tune.search import objective
 from lstm_tune.search import run as run_module
 from tests.helpers import TINY_SPACE
 
-TINY = {
-    "hidden_size": 4,
-    "num_layers": 1,
-    "learning_rate": 0.01,
-    "dropout_rate": 0.0,
-    "sequence_length": 8,
-    "batch_size": 16,
-}
+# One config of the tiny space (trials take seconds): each range's low end, the first choice.
+TINY = {name: r["low"] if "low" in r else r["choices"][0] for name, r in TINY_SPACE.items()}
 
 
 def test_search_exits_3_when_it_gives_up_after_failures_in_a_row(

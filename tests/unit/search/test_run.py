@@ -28,15 +28,10 @@ from lstm_tune.search.run import (
     run_study,
 )
 from lstm_tune.search.strategy import Strategy
+from tests.helpers import TINY_SPACE
 
-TINY = {
-    "hidden_size": 4,
-    "num_layers": 1,
-    "learning_rate": 0.01,
-    "dropout_rate": 0.0,
-    "sequence_length": 8,
-    "batch_size": 16,
-}
+# One config of the tiny space (trials take seconds): each range's low end, the first choice.
+TINY = {name: r["low"] if "low" in r else r["choices"][0] for name, r in TINY_SPACE.items()}
 
 
 def _spec(data: Path, cache: Path, **search: Any) -> StudySpec:
