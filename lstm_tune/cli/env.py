@@ -35,6 +35,7 @@ __all__ = [
     "study_dir_text",
     "threads_from_env",
     "with_overrides",
+    "worker_environment",
 ]
 
 STORAGE_ENV = "LSTM_TUNE_STORAGE"
@@ -82,6 +83,13 @@ def resolve_storage(flag: str | None, study_name: str, study_file: str | None = 
     """Storage URL by precedence: ``--storage`` > ``$LSTM_TUNE_STORAGE`` > the SQLite file
     of :func:`default_storage`."""
     return given_storage(flag) or default_storage(study_name, study_file)
+
+
+def worker_environment(storage: str) -> dict[str, str]:
+    """This process's environment for a pool's worker processes, with the storage URL in
+    ``$LSTM_TUNE_STORAGE``: a URL may hold a password, and a command line is readable by
+    every user of the machine."""
+    return {**os.environ, STORAGE_ENV: storage}
 
 
 def resolve_artifact_dir(flag: str | None, study_file: str | None = None) -> str:

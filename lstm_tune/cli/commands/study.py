@@ -5,7 +5,6 @@ a worker of its largest config needs)."""
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 
@@ -19,11 +18,11 @@ from lstm_tune.cli.command import (
     say,
 )
 from lstm_tune.cli.env import (
-    STORAGE_ENV,
     load_with_overrides,
     resolve_artifact_dir,
     resolve_storage,
     threads_from_env,
+    worker_environment,
 )
 from lstm_tune.cli.options import (
     DATA_PATH_HELP,
@@ -106,8 +105,7 @@ class Search(Command):
             ),
             launch=WorkerLaunch(
                 argv=lambda index: _worker_argv(args, study_name, index),
-                # The storage URL (it may hold a password) goes through the environment.
-                env={**os.environ, STORAGE_ENV: storage},
+                env=worker_environment(storage),
             ),
             accept_changes=args.accept_changes,
             worker_index=args.worker_index,
