@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from lstm_tune.cli import default_cache_dir
+from lstm_tune.cli.env import default_cache_dir
 from lstm_tune.config import StudySpec, load_spec, with_data
 
 ROOT = Path(__file__).resolve().parents[1]

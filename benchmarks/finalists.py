@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 from _common import ROOT, git_revision, machine_line, publish
 
-from lstm_tune.cli import _with_overrides
+from lstm_tune.cli.env import with_overrides as _with_overrides
 from lstm_tune.search.export import best_config
 from lstm_tune.search.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
 from lstm_tune.storages import open_storage

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
 
-from lstm_tune.cli import default_cache_dir  # noqa: E402
+from lstm_tune.cli.env import default_cache_dir  # noqa: E402
 
 LARGEST_BATCHES = 6
 SMALL_TRIALS = 20

@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
 from _notebook import notebook_model  # noqa: E402
 
-from lstm_tune.cli import default_cache_dir  # noqa: E402
+from lstm_tune.cli.env import default_cache_dir  # noqa: E402
 from lstm_tune.config import load_spec  # noqa: E402
 from lstm_tune.tasks.text_classification.batching import (
     dataset,  # noqa: E402

@@ -21,7 +21,7 @@ import reprlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -68,6 +68,31 @@ PARAM_LIMITS: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096),
 }
 DEFAULT_TASK = "text_classification"
+# The samplers and pruners a study file may name, each with the class in ``optuna.samplers``
+# or ``optuna.pruners`` that it stands for: the one table the study-file check below and the
+# factory in lstm_tune.search.strategy both read (names only here: no Optuna import to check a
+# file).
+SAMPLER_CLASSES: dict[str, str] = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "gp": "GPSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+}
+PRUNER_CLASSES: dict[str, str] = {
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+    "threshold": "ThresholdPruner",
+    "none": "NopPruner",
+}
+if TYPE_CHECKING:  # a Literal built from a table is beyond a type checker: a str to mypy
+    SamplerName = str
+    PrunerName = str
+else:  # pydantic checks the name and lists the table in the JSON Schema as an enum
+    SamplerName = Literal[tuple(SAMPLER_CLASSES)]
+    PrunerName = Literal[tuple(PRUNER_CLASSES)]
 # numpy and TensorFlow seeds are unsigned 32-bit.
 MAX_SEED = 2**32 - 1
 # Longest rendering of a bad value in an error line: a huge value (a YAML "billion laughs"
@@ -277,16 +302,14 @@ class TrainingSpec(_Frozen):
 class SamplerSpec(_Frozen):
     """Which Optuna sampler and its keyword arguments."""
 
-    name: Literal["tpe", "random", "gp", "cmaes", "qmc"] = "tpe"
+    name: SamplerName = "tpe"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
 class PrunerSpec(_Frozen):
     """Which Optuna pruner and its keyword arguments."""
 
-    name: Literal[
-        "median", "percentile", "successive_halving", "hyperband", "threshold", "none"
-    ] = "median"
+    name: PrunerName = "median"
     options: dict[str, Any] = Field(default_factory=dict)
 
 

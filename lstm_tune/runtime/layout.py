@@ -33,8 +33,11 @@ if TYPE_CHECKING:
     from lstm_tune.types import Prepared
 
 THREADS_ENV = "LSTM_TUNE_THREADS"
+# The worker count that asks for the layout rule (``--workers auto``) instead of a number.
+AUTO = "auto"
 
 __all__ = [
+    "AUTO",
     "THREADS_ENV",
     "Layout",
     "Threads",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,29 +62,29 @@ def run_pool(
     worker_argv: Callable[[int], Sequence[str]],
     n_workers: int,
     *,
-    out: IO[str] | None = None,
+    say: Callable[[str], None],
     grace: float = DEFAULT_STOP_GRACE,
     env: Mapping[str, str] | None = None,
 ) -> PoolResult:
     """Run ``n_workers`` worker processes (``worker_argv(index)``) until all have exited.
 
-    Each worker's output lines are copied to ``out`` prefixed with ``[wN]``. SIGTERM or SIGINT
+    Each worker's output lines go to ``say`` prefixed with ``[wN]``, one call a line and one
+    line at a time (``say`` is called from a thread per worker). SIGTERM or SIGINT
     to this process is forwarded to every worker as SIGTERM; workers still alive ``grace``
     seconds later are killed; if this process dies, its workers get SIGTERM. ``env`` is the
     workers' environment (secrets such as the storage URL go there, never on a command line,
     which every user of the machine can read).
     """
-    stream = out or sys.stdout
-    write_lock = threading.Lock()
+    say_lock = threading.Lock()
     procs: list[subprocess.Popen[str]] = []
     copiers: list[threading.Thread] = []
     stopped_by: list[str] = []
 
     def copy_output(index: int, pipe: IO[str]) -> None:
         for line in pipe:
-            with write_lock:
-                stream.write(f"[w{index}] {line}")
-                stream.flush()
+            text = line.removesuffix("\n")
+            with say_lock:
+                say(f"[w{index}] {text}")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if not stopped_by:
@@ -119,10 +118,10 @@ def run_pool(
                 for proc in procs:
                     if proc.poll() is None:
                         proc.kill()
-                        with write_lock:
-                            stream.write(
+                        with say_lock:
+                            say(
                                 f"[pool] worker pid {proc.pid} did not stop within {grace:g}s; "
-                                f"killed (its trial is re-queued by the heartbeat)\n"
+                                f"killed (its trial is re-queued by the heartbeat)"
                             )
             time.sleep(0.2)  # how often the parent looks; it has nothing else to do
     finally:

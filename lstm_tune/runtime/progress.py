@@ -19,17 +19,33 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SearchProgress", "format_duration"]
+__all__ = ["SearchProgress", "Stream", "format_duration", "format_params", "trial_line"]
 
 TRIAL_BAR_WIDTH = 20
 EPOCH_BAR_WIDTH = 10
 TICK_SECONDS = 1.0  # redraw the elapsed clock once a second in a terminal
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class Stream(Protocol):
+    """Where progress is written: a text stream; one that is a terminal is redrawn in place."""
+
+    def write(self, text: str, /) -> int:
+        """Write ``text``; return the characters written."""
+        ...
+
+    def flush(self) -> None:
+        """Push what was written to the reader."""
+        ...
+
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal."""
+        ...
 
 
 def format_duration(seconds: float) -> str:
@@ -38,6 +54,31 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_params(params: dict[str, object]) -> str:
+    """``{"hidden_size": 64, "learning_rate": 0.00123}`` → ``hidden_size=64 learning_rate=0.00123``
+    (floats to 3 significant digits)."""
+    return " ".join(
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in params.items()
+    )
+
+
+def trial_line(trial: FrozenTrial) -> str:
+    """One finished trial as a worker prints it: number, state, value (or the last reported
+    value of a pruned trial), params, duration and the reason it failed, if it did."""
+    seconds = trial.duration.total_seconds() if trial.duration else float("nan")
+    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    if trial.value is None and trial.intermediate_values:
+        last = max(trial.intermediate_values)
+        value = f"({trial.intermediate_values[last]:.4f} at step {last})"
+    reason = trial.user_attrs.get("fail_reason")
+    tail = f" reason: {reason}" if reason else ""
+    return (
+        f"trial {trial.number:>3} {trial.state.name:<8} value={value} "
+        f"{format_params(trial.params)} {seconds:.1f}s{tail}"
+    )
 
 
 def _bar(done: int, total: int, width: int) -> str:
@@ -57,7 +98,7 @@ class SearchProgress:
         *,
         budget: int,
         epochs: int,
-        stream: TextIO,
+        stream: Stream,
         interactive: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

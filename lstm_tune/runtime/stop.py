@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -149,7 +149,7 @@ def _signal_main_thread(signum: int) -> None:
     signal.pthread_kill(main_id, signum)
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     """Flush output and end the process at once with ``code``, skipping interpreter clean-up.
 
     For a worker that was told to stop and has released its trials: tearing TensorFlow down

@@ -1,4 +1,8 @@
-"""Study-file sampler and pruner settings → Optuna sampler and pruner objects."""
+"""Study-file sampler and pruner settings → Optuna sampler and pruner objects.
+
+:func:`build_strategy` builds both once per process; building is also the check of their
+options, so a run builds them before it touches the storage or reads the data.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import inspect
 import threading
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,23 +18,15 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.config import PrunerSpec, SamplerSpec
+from lstm_tune.config import PRUNER_CLASSES, SAMPLER_CLASSES, PrunerSpec, SamplerSpec, StudySpec
 from lstm_tune.errors import ConfigError
 
+# Built from config's table of names, so a name a study file may give always has a class.
 _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "tpe": optuna.samplers.TPESampler,
-    "random": optuna.samplers.RandomSampler,
-    "gp": optuna.samplers.GPSampler,
-    "cmaes": optuna.samplers.CmaEsSampler,
-    "qmc": optuna.samplers.QMCSampler,
+    name: getattr(optuna.samplers, cls) for name, cls in SAMPLER_CLASSES.items()
 }
 _PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
-    "median": optuna.pruners.MedianPruner,
-    "percentile": optuna.pruners.PercentilePruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "threshold": optuna.pruners.ThresholdPruner,
-    "none": optuna.pruners.NopPruner,
+    name: getattr(optuna.pruners, cls) for name, cls in PRUNER_CLASSES.items()
 }
 
 
@@ -247,3 +244,20 @@ def build_trial_seeded_sampler(spec: SamplerSpec, seed: int) -> TrialSeededSampl
         return _SAMPLERS[spec.name](**options, seed=per_trial)
 
     return TrialSeededSampler(factory, study_seed)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A study's sampler (seeded per trial) and pruner, built once from its spec."""
+
+    sampler: TrialSeededSampler
+    pruner: optuna.pruners.BasePruner
+
+
+def build_strategy(spec: StudySpec) -> Strategy:
+    """The sampler and pruner ``spec`` names; a bad option raises :class:`ConfigError` naming
+    its field (``search.sampler.options.X``), the value and what is allowed."""
+    return Strategy(
+        sampler=build_trial_seeded_sampler(spec.search.sampler, spec.seed),
+        pruner=build_pruner(spec.search.pruner),
+    )

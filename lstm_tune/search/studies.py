@@ -34,7 +34,7 @@ from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import ConfigError
 from lstm_tune.search.space import suggest
 from lstm_tune.search.specdiff import Change, meaningful_changes
-from lstm_tune.search.strategy import build_pruner, build_trial_seeded_sampler
+from lstm_tune.search.strategy import Strategy, build_strategy
 from lstm_tune.storages import SPEC_ATTR, absolute_url, open_storage
 
 __all__ = [
@@ -64,9 +64,17 @@ def spec_id(doc: dict[str, Any]) -> str:
 
 
 def open_study(
-    spec: StudySpec, *, storage_url: str, study_name: str, accept_changes: bool = False
+    spec: StudySpec,
+    *,
+    storage_url: str,
+    study_name: str,
+    accept_changes: bool = False,
+    strategy: Strategy | None = None,
 ) -> optuna.study.Study:
     """Create the study or resume it; stop if ``spec`` changes what the study's trials mean.
+
+    ``strategy`` is the sampler and pruner already built from ``spec`` (by a caller that
+    checked them before loading data); without it they are built here.
 
     Raises :class:`ConfigError` (one line: the changed fields and the ways on) when the stored
     spec differs in a field that is not free to change and ``accept_changes`` is false, or
@@ -74,8 +82,8 @@ def open_study(
     """
     # Sampler and pruner options are checked before the storage is touched: a bad option
     # leaves no new database file or study row behind.
-    sampler = build_trial_seeded_sampler(spec.search.sampler, spec.seed)
-    pruner = build_pruner(spec.search.pruner)
+    if strategy is None:
+        strategy = build_strategy(spec)
     storage = open_storage(storage_url)
     doc = spec_to_dict(spec)
     # A grpc:// storage has no lock of its own: its proxy holds the one database connection
@@ -86,8 +94,8 @@ def open_study(
             storage=storage,
             study_name=study_name,
             direction=spec.search.direction,
-            sampler=sampler,
-            pruner=pruner,
+            sampler=strategy.sampler,
+            pruner=strategy.pruner,
             load_if_exists=True,
         )
         attrs = study.user_attrs

@@ -21,6 +21,7 @@ from lstm_tune.search.objective import (
     TrialPrunedHook,
     make_objective,
 )
+from lstm_tune.search.strategy import Strategy
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
@@ -104,22 +105,24 @@ def run_search(
     worker_index: int = 0,
     prepared: Prepared | None = None,
     accept_changes: bool = False,
+    strategy: Strategy | None = None,
 ) -> SearchOutcome:
     """Run trials of ``spec`` until the study holds ``n_trials`` finished ones (or timeout).
 
     The data is read and validated before the storage is touched, so a bad data file leaves
     nothing behind. ``prepared`` replaces the data ``spec.data`` names (already loaded, e.g.
-    by a caller that runs several searches on the same data).
+    by a caller that runs several searches on the same data); ``strategy`` the sampler and
+    pruner (already built, so already checked).
     """
     budget = n_trials if n_trials is not None else spec.search.n_trials
     if prepared is None:
         prepared = get_task(spec.task).load(spec.data, spec.seed)
-    study = open_study(
+    study = studies.open_study(
         spec,
         storage_url=storage_url,
         study_name=study_name,
-        worker_index=worker_index,
         accept_changes=accept_changes,
+        strategy=strategy,
     )
     study.set_user_attr(BUDGET_ATTR, budget)
     finished = count_finished(study)

@@ -25,6 +25,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages import rdb
+from lstm_tune.storages.attrs import DEFAULT_PROXY_PORT, DEFAULT_PROXY_THREADS
 from lstm_tune.storages.grpc import HEARTBEAT_KEY
 from lstm_tune.storages.url import GRPC_SCHEME, parse_database_url, redact_url
 
@@ -36,10 +37,6 @@ __all__ = [
     "start_sweeper",
 ]
 
-DEFAULT_PROXY_PORT = 13000
-# Threads serving gRPC calls: each holds at most one database connection while it works, so
-# this (not the number of workers) bounds the proxy's connections. Optuna's default is 10.
-DEFAULT_PROXY_THREADS = 10
 
 _log = logging.getLogger("lstm_tune.storages")
 

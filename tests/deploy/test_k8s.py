@@ -203,7 +203,7 @@ def test_worker_job_finishes_when_its_pods_exit_0_at_the_budget() -> None:
 
 
 def test_worker_memory_is_sized_from_the_largest_configs_estimate(shared_data: Path) -> None:
-    from lstm_tune.cli import default_cache_dir
+    from lstm_tune.cli.env import default_cache_dir
     from lstm_tune.config import load_spec, with_data
     from lstm_tune.runtime.sizing import study_size
     from lstm_tune.tasks import get_task

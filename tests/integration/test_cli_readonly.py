@@ -1,5 +1,5 @@
-"""Small CLI promises: --version, read-only commands create no file, the URLs `search` prints
-work where they are pasted, and `$LSTM_TUNE_DATA_PATH` sits between the flag and the file."""
+"""Small CLI promises: --version, read-only commands create no file, and the URLs `search`
+prints work where they are pasted."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_tune import cli
+from lstm_tune.cli.main import version
 from tests.helpers import ROOT
 from tests.helpers import pg as _pg
 from tests.helpers.studies import StudyFile
@@ -31,7 +31,7 @@ def _files(root: Path) -> set[Path]:
 
 def test_version() -> None:
     run = _cli("--version", cwd=ROOT)
-    assert run.returncode == 0 and run.stdout.strip() == f"lstm-tune {cli._version()}"
+    assert run.returncode == 0 and run.stdout.strip() == f"lstm-tune {version()}"
     assert run.stdout.split()[1][0].isdigit()
 
 
@@ -84,16 +84,3 @@ def test_the_dashboard_takes_the_url_create_study_prints_and_creates_nothing(
         dashboard.terminate()
         dashboard.wait(timeout=30)
     assert _files(work) == before  # no studies/artifacts directory made by a viewer
-
-
-def test_data_path_precedence_is_flag_then_environment_then_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, study_file: StudyFile
-) -> None:
-    study = study_file(name="s", data={"path": "file.csv"})
-    monkeypatch.delenv(cli.DATA_PATH_ENV, raising=False)
-    assert cli._load_with_overrides(str(study), None).data.path == str(tmp_path / "file.csv")
-    monkeypatch.setenv(cli.DATA_PATH_ENV, "/data/env.csv.gz")
-    assert cli._load_with_overrides(str(study), None).data.path == "/data/env.csv.gz"
-    assert cli._load_with_overrides(str(study), "/flag.csv").data.path == "/flag.csv"
-    monkeypatch.setenv(cli.DATA_PATH_ENV, "")  # empty, as compose passes an unset variable
-    assert cli._load_with_overrides(str(study), None).data.path == str(tmp_path / "file.csv")

@@ -1,17 +1,21 @@
-"""Terminal progress: a redrawn status line in a terminal, plain lines in a log."""
+"""Terminal progress: a redrawn status line in a terminal, plain lines in a log, and the line
+each finished trial prints."""
 
 from __future__ import annotations
 
 import io
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.runtime.progress import SearchProgress, format_duration
+from lstm_tune.runtime.progress import SearchProgress, format_duration, format_params, trial_line
 
 EPOCHS = 3
 
@@ -107,3 +111,40 @@ def test_format_duration_and_validation() -> None:
     assert format_duration(3700) == "1:01:40"
     with pytest.raises(ValueError, match="budget must be >= 1, got 0"):
         SearchProgress(budget=0, epochs=1, stream=io.StringIO())
+
+
+def _finished(state: TrialState, value: float | None, **attrs: Any) -> FrozenTrial:
+    """Trial 7, hidden_size 64 and learning_rate 0.001234, run for 12.34 s."""
+    start = datetime(2025, 1, 1, 12, 0, 0)
+    return FrozenTrial(
+        number=7,
+        trial_id=8,
+        state=state,
+        value=value,
+        datetime_start=start,
+        datetime_complete=start + timedelta(seconds=12.34),
+        params={"hidden_size": 64, "learning_rate": 0.001234},
+        distributions={
+            "hidden_size": IntDistribution(8, 128),
+            "learning_rate": FloatDistribution(1e-4, 1e-1, log=True),
+        },
+        user_attrs=attrs.get("user_attrs", {}),
+        system_attrs={},
+        intermediate_values=attrs.get("intermediate_values", {}),
+    )
+
+
+def test_a_trial_line_says_state_value_params_time_and_why_it_failed() -> None:
+    assert format_params({"hidden_size": 64, "learning_rate": 0.001234, "x": 2.0}) == (
+        "hidden_size=64 learning_rate=0.00123 x=2"
+    )
+    assert trial_line(_finished(TrialState.COMPLETE, 0.87654)) == (
+        "trial   7 COMPLETE value=0.8765 hidden_size=64 learning_rate=0.00123 12.3s"
+    )
+    pruned = _finished(TrialState.PRUNED, None, intermediate_values={0: 0.5, 1: 0.61})
+    assert trial_line(pruned) == (
+        "trial   7 PRUNED   value=(0.6100 at step 1) hidden_size=64 learning_rate=0.00123 12.3s"
+    )
+    failed = _finished(TrialState.FAIL, None, user_attrs={"fail_reason": "loss became nan"})
+    assert trial_line(failed).endswith("value=- hidden_size=64 learning_rate=0.00123 12.3s "
+                                       "reason: loss became nan")  # fmt: skip

@@ -14,7 +14,6 @@ from lstm_tune.config import parse_spec
 from lstm_tune.search.worker import MAX_CONSECUTIVE_FAILURES, run_search
 from lstm_tune.tasks.text_classification.data import Split
 from lstm_tune.types import Prepared
-from tests.helpers.studies import StudyFile
 
 TINY = {
     "hidden_size": 4,
@@ -68,24 +67,3 @@ def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> N
     stored = optuna.load_study(study_name="done", storage=storage).user_attrs["lstm_tune_spec"]
     assert yaml.safe_load(yaml.safe_dump(stored))["space"] == TINY
     assert optuna.load_study(study_name="done", storage=storage).trials[0].params == TINY
-
-
-def test_search_exits_3_when_it_gives_up_after_failures_in_a_row(
-    imdb_slice: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    study_file: StudyFile,
-) -> None:
-    from lstm_tune.cli import EXIT_GAVE_UP, main
-    from lstm_tune.search import objective
-
-    # A machine with 1 MiB available: every config is refused before training, a setup
-    # problem that a pool's `restart: on-failure` must see as a failure, not a success.
-    monkeypatch.setattr(objective, "available_memory_bytes", lambda: 2**20)
-    study = study_file(
-        name="g", data={"path": str(imdb_slice)}, search={"n_trials": 20}, params=TINY
-    )
-    code = main(["search", str(study), "--storage", f"sqlite:///{tmp_path / 'g.db'}"])
-    assert code == EXIT_GAVE_UP == 3
-    assert "gave up: 5 trials failed in a row" in capsys.readouterr().err

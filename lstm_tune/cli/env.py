@@ -1,0 +1,141 @@
+"""What the environment and the defaults give a command: the only module in lstm-tune that
+reads environment variables.
+
+Precedence, for every setting here: the flag > the environment variable > the default. The
+default place of a study's files follows one rule: the study's directory is the study file's
+directory when the command has a study file, else ``studies/`` (relative to where the command
+runs); its storage is the SQLite file ``<study dir>/<name>.db``, its artifacts
+``<study dir>/artifacts``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lstm_tune.config import StudySpec, load_spec, with_data
+from lstm_tune.runtime.layout import THREADS_ENV, Threads, parse_threads
+
+__all__ = [
+    "ARTIFACT_DIR_ENV",
+    "CACHE_ENV",
+    "DATA_PATH_ENV",
+    "STORAGE_ENV",
+    "STUDIES_DIR",
+    "default_artifact_dir_text",
+    "default_cache_dir",
+    "default_storage",
+    "default_storage_text",
+    "given_storage",
+    "load_with_overrides",
+    "resolve_artifact_dir",
+    "resolve_data_path",
+    "resolve_storage",
+    "study_dir",
+    "study_dir_text",
+    "threads_from_env",
+    "with_overrides",
+    "worker_environment",
+]
+
+STORAGE_ENV = "LSTM_TUNE_STORAGE"
+CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
+ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
+DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
+# A study's directory when the command has no study file (export-best, report, dashboard).
+STUDIES_DIR = Path("studies")
+ARTIFACTS_DIR_NAME = "artifacts"
+
+
+def study_dir(study_file: str | None) -> Path:
+    """The directory of a study's files: the study file's (absolute), else ``studies``."""
+    return Path(study_file).resolve().parent if study_file else STUDIES_DIR
+
+
+def default_storage(study_name: str, study_file: str | None = None) -> str:
+    """The storage a study uses when neither flag nor environment names one: the SQLite file
+    ``<study dir>/<name>.db`` (see :func:`study_dir`)."""
+    return f"sqlite:///{study_dir(study_file) / f'{study_name}.db'}"
+
+
+def study_dir_text(*, study_file: bool) -> str:
+    """:func:`study_dir` as ``--help`` states it, for a command with or without a study file."""
+    return "<study dir>" if study_file else str(STUDIES_DIR)
+
+
+def default_storage_text(*, study_file: bool) -> str:
+    """:func:`default_storage` as ``--help`` states it."""
+    return f"sqlite:///{study_dir_text(study_file=study_file)}/<name>.db"
+
+
+def default_artifact_dir_text(*, study_file: bool) -> str:
+    """The default of :func:`resolve_artifact_dir` as ``--help`` states it."""
+    return f"{study_dir_text(study_file=study_file)}/{ARTIFACTS_DIR_NAME}"
+
+
+def given_storage(flag: str | None) -> str | None:
+    """The storage URL the user gave: ``--storage``, else ``$LSTM_TUNE_STORAGE``; empty is
+    unset."""
+    return flag or os.environ.get(STORAGE_ENV) or None
+
+
+def resolve_storage(flag: str | None, study_name: str, study_file: str | None = None) -> str:
+    """Storage URL by precedence: ``--storage`` > ``$LSTM_TUNE_STORAGE`` > the SQLite file
+    of :func:`default_storage`."""
+    return given_storage(flag) or default_storage(study_name, study_file)
+
+
+def worker_environment(storage: str) -> dict[str, str]:
+    """This process's environment for a pool's worker processes, with the storage URL in
+    ``$LSTM_TUNE_STORAGE``: a URL may hold a password, and a command line is readable by
+    every user of the machine."""
+    return {**os.environ, STORAGE_ENV: storage}
+
+
+def resolve_artifact_dir(flag: str | None, study_file: str | None = None) -> str:
+    """Artifact dir by precedence: ``--artifact-dir`` > ``$LSTM_TUNE_ARTIFACT_DIR`` >
+    ``<study dir>/artifacts``."""
+    given = flag or os.environ.get(ARTIFACT_DIR_ENV)
+    return given or str(study_dir(study_file) / ARTIFACTS_DIR_NAME)
+
+
+def resolve_data_path(flag: str | None) -> str | None:
+    """Local data file by precedence: ``--data-path`` > ``$LSTM_TUNE_DATA_PATH`` > study file.
+
+    The variable lets a pool (compose, a machine without internet) point every worker at a
+    local copy without repeating the whole worker command; empty means unset.
+    """
+    return flag or os.environ.get(DATA_PATH_ENV) or None
+
+
+def default_cache_dir() -> str:
+    """Where tokenized corpora are cached: ``$LSTM_TUNE_CACHE_DIR`` or the user cache dir."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "lstm-tune")
+
+
+def load_with_overrides(path: str, data_path: str | None) -> StudySpec:
+    """The study file at ``path`` with :func:`with_overrides` applied."""
+    return with_overrides(load_spec(path), data_path)
+
+
+def with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
+    """``spec`` with the data path the flag or environment gives and the default cache dir."""
+    data_path = resolve_data_path(data_path)
+    changes: dict[str, object] = {}
+    fields = type(spec.data).model_fields
+    if data_path is not None:
+        changes["path"] = str(Path(data_path).resolve())
+        if "source" in fields:  # a local file instead of the task's download
+            changes["source"] = "csv"
+    if "cache_dir" in fields and spec.data.cache_dir is None:
+        changes.update(cache_dir=default_cache_dir())
+    return with_data(spec, **changes) if changes else spec
+
+
+def threads_from_env() -> Threads | None:
+    """``$LSTM_TUNE_THREADS`` parsed (checked before anything is written), or None."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    return parse_threads(text) if text else None

@@ -1,0 +1,59 @@
+"""The one table of sampler and pruner names (config) and the factory built from it
+(lstm_tune.search.strategy): every name a study file may give builds, and no other does."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from lstm_tune.config import PRUNER_CLASSES, SAMPLER_CLASSES, StudySpec, json_schema, parse_spec
+from lstm_tune.errors import ConfigError
+from lstm_tune.search.strategy import TrialSeededSampler, build_strategy
+
+SPACE = {
+    "hidden_size": {"low": 4, "high": 8},
+    "num_layers": 1,
+    "learning_rate": 0.01,
+    "dropout_rate": 0.0,
+    "sequence_length": 20,
+    "batch_size": 8,
+}
+# Options a pruner cannot be built without.
+REQUIRED_PRUNER_OPTIONS = {"percentile": {"percentile": 25.0}, "threshold": {"lower": 0.5}}
+
+
+def _spec(search: dict[str, object]) -> StudySpec:
+    return parse_spec({"name": "s", "search": search, "space": SPACE}, "s.yaml")
+
+
+@pytest.mark.parametrize("name", list(SAMPLER_CLASSES))
+def test_every_sampler_a_file_may_name_builds_its_optuna_class(name: str) -> None:
+    strategy = build_strategy(_spec({"sampler": {"name": name}}))
+    assert isinstance(strategy.sampler, TrialSeededSampler)
+    inner = strategy.sampler.factory(1)
+    assert type(inner).__name__ == SAMPLER_CLASSES[name]
+    assert isinstance(inner, optuna.samplers.BaseSampler)
+
+
+@pytest.mark.parametrize("name", list(PRUNER_CLASSES))
+def test_every_pruner_a_file_may_name_builds_its_optuna_class(name: str) -> None:
+    options = REQUIRED_PRUNER_OPTIONS.get(name, {})
+    strategy = build_strategy(_spec({"pruner": {"name": name, "options": options}}))
+    assert type(strategy.pruner).__name__ == PRUNER_CLASSES[name]
+    assert isinstance(strategy.pruner, optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("sampler", "bayes"), ("pruner", "patience")])
+def test_a_name_outside_the_table_is_refused_with_the_table(kind: str, name: str) -> None:
+    table = SAMPLER_CLASSES if kind == "sampler" else PRUNER_CLASSES
+    with pytest.raises(ConfigError) as refused:
+        _spec({kind: {"name": name}})
+    assert f"search.{kind}.name: got {name!r}; expected one of {', '.join(table)}" in str(
+        refused.value
+    )
+
+
+def test_the_schema_lists_the_tables_names() -> None:
+    definitions = json_schema()["$defs"]
+    assert definitions["SamplerSpec"]["properties"]["name"]["enum"] == list(SAMPLER_CLASSES)
+    assert definitions["PrunerSpec"]["properties"]["name"]["enum"] == list(PRUNER_CLASSES)
