@@ -37,7 +37,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from lstm_tune.errors import ConfigError
+from lstm_tune.errors import ConfigError, UserFile
 from lstm_tune.tasks import all_tasks, get_task, task_names
 
 PARAM_NAMES = (
@@ -505,17 +505,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+STUDY_FILE = UserFile(
+    ConfigError,
+    missing="no such file; give the path of a study YAML file",
+    directory="is a directory; give the path of a study YAML file",
+    unreadable="cannot read",
+)
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study or exported-config YAML file."""
     file = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file; give the path of a study YAML file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{file}: is a directory; give the path of a study YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    data = STUDY_FILE.read(file)
     if b"\x00" in data:
         raise ConfigError(f"{file}: binary file (NUL bytes); expected a YAML text file")
     try:

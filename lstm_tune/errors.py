@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 # Optuna, SQLAlchemy and a trial's failure chain a handful of levels at most.
 DEFAULT_CHAIN_LIMIT = 8
@@ -38,3 +40,27 @@ def exception_chain(
             return
         yield seen
         seen = seen.__cause__ or seen.__context__
+
+
+@dataclass(frozen=True)
+class UserFile:
+    """One kind of file a user names (a study file, a data file), and how its problems are
+    worded: each is one line that starts with the path."""
+
+    error: type[LstmTuneError]
+    missing: str
+    directory: str
+    unreadable: str
+
+    def read(self, path: str | Path, size: int = -1) -> bytes:
+        """The file's first ``size`` bytes (all of it when negative), or ``error`` saying why
+        the file cannot be read."""
+        try:
+            with Path(path).open("rb") as file:
+                return file.read(size)
+        except FileNotFoundError:
+            raise self.error(f"{path}: {self.missing}") from None
+        except IsADirectoryError:
+            raise self.error(f"{path}: {self.directory}") from None
+        except OSError as exc:
+            raise self.error(f"{path}: {self.unreadable}: {exc.strerror}") from None

@@ -10,11 +10,19 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from lstm_tune.errors import DataError
+from lstm_tune.errors import DataError, UserFile
 
 __all__ = ["QUOTE_CHARS", "quote", "read_csv_rows", "read_text_lines"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# Enough of a file to tell gzip from text and text from binary.
+_PROBE_BYTES = 8192
+DATA_FILE = UserFile(
+    DataError,
+    missing="no such data file",
+    directory="is a directory; expected a CSV file",
+    unreadable="cannot read data file",
+)
 # Longest label or cell value quoted back in an error message.
 QUOTE_CHARS = 60
 
@@ -25,15 +33,7 @@ def quote(value: str, limit: int = QUOTE_CHARS) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOWrapper:
-    try:
-        with path.open("rb") as probe:
-            head = probe.read(8192)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such data file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; expected a CSV file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
+    head = DATA_FILE.read(path, _PROBE_BYTES)
     if head[:2] == _GZIP_MAGIC:
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     if b"\x00" in head:
