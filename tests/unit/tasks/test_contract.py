@@ -26,7 +26,7 @@ import yaml
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-import lstm_tune.config
+import lstm_tune.config.spec
 import lstm_tune.tasks
 import lstm_tune.tasks.base
 from lstm_tune import load_model
@@ -177,9 +177,9 @@ def sum_sign(monkeypatch: pytest.MonkeyPatch) -> Iterator[SumSign]:
     lstm_tune.tasks.all_tasks()  # the real tasks first, so discovery does not run later
     task = SumSign()
     monkeypatch.setitem(lstm_tune.tasks._REGISTRY, task.name, task)
-    lstm_tune.config._study_adapter.cache_clear()
+    lstm_tune.config.spec._study_adapter.cache_clear()
     yield task
-    lstm_tune.config._study_adapter.cache_clear()
+    lstm_tune.config.spec._study_adapter.cache_clear()
 
 
 def test_the_contract_has_at_most_ten_methods_and_its_docstring_names_each() -> None:
