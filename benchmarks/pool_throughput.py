@@ -14,7 +14,8 @@ Layouts:
 - ``1 worker, default threads``: what ``lstm-tune search`` runs without ``--workers``;
 - ``N workers, default threads``: N processes that each size TensorFlow to all the cores
   (a pool before ``--workers auto``: the compose replicas used to run so);
-- ``auto``: what ``lstm-tune search --workers auto`` chooses here (``lstm_tune.runtime.layout``);
+- ``auto``: what ``lstm-tune search --workers auto`` chooses here
+  (``lstm_tune.runtime.workers_and_threads``);
 - ``auto on 1 core``: the same rule under ``taskset -c 0`` (it picks 1 worker there), to say
   how the layout scales from 1 core to this machine's.
 
@@ -38,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _common import ROOT, git_revision, imdb_study, machine_line, publish  # noqa: E402
 
 from lstm_tune.config import load_spec  # noqa: E402
-from lstm_tune.runtime.layout import Threads, auto_layout, parse_threads, usable_cores  # noqa: E402
+from lstm_tune.runtime.workers_and_threads import Threads, auto_layout, parse_threads, usable_cores  # noqa: E402
 
 SEED_PARAMS = load_spec(ROOT / "studies" / "seed_config.yaml").fixed_params()
 REVIEWS_PER_EPOCH = 20_000
@@ -59,7 +60,7 @@ def configs() -> dict[str, dict[str, Any]]:
 
 def worker(config: str, data_path: str, threads: Threads, start_at: float, seconds: float) -> None:
     """Train ``config`` from ``start_at`` for ``seconds``; print the reviews trained as JSON."""
-    from lstm_tune.runtime.layout import apply_threads
+    from lstm_tune.runtime.workers_and_threads import apply_threads
 
     applied = apply_threads(threads)
     import keras

@@ -70,7 +70,7 @@ from lstm_tune.config import (  # noqa: E402
     load_spec,
 )
 from lstm_tune.results.evaluate import retrain_and_evaluate  # noqa: E402
-from lstm_tune.runtime.layout import THREADS_ENV  # noqa: E402
+from lstm_tune.runtime.workers_and_threads import THREADS_ENV  # noqa: E402
 from lstm_tune.tasks.text_classification.data import (  # noqa: E402
     Corpus,
     Split,
@@ -369,7 +369,7 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
     ``$LSTM_TUNE_THREADS`` gives a pool worker). The clock starts once all of them are ready;
     their epoch records and best models are merged into the contender's own afterwards.
     """
-    from lstm_tune.runtime.layout import study_layout
+    from lstm_tune.runtime.workers_and_threads import study_layout
     from lstm_tune.search.worker import open_study
 
     out_dir = Path(args.out_dir) / name
@@ -427,7 +427,7 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
 
 def run_pool_worker(name: str, index: int, args: argparse.Namespace) -> None:
     """One worker of :func:`run_pool_contender`: ready, wait for the start, search."""
-    from lstm_tune.runtime.layout import apply_threads, parse_threads
+    from lstm_tune.runtime.workers_and_threads import apply_threads, parse_threads
 
     out_dir = Path(args.out_dir) / name
     part = out_dir / f"worker-{index}"

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from lstm_tune.config import StudySpec, load_spec, with_data
-from lstm_tune.runtime.layout import THREADS_ENV, Threads, parse_threads
+from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads, parse_threads
 
 __all__ = [
     "ARTIFACT_DIR_ENV",

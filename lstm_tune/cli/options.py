@@ -21,7 +21,7 @@ from lstm_tune.cli.env import (
     default_artifact_dir_text,
     default_storage_text,
 )
-from lstm_tune.runtime.layout import AUTO
+from lstm_tune.runtime.workers_and_threads import AUTO
 
 __all__ = [
     "ACCEPT_CHANGES_HELP",

@@ -3,8 +3,8 @@
 :func:`run_study` first checks everything it is given before anything is written: the storage
 URL's form, then the sampler and pruner (built once, here, for the whole run), then the data
 (read once; pool workers find it in the cache). It then sizes the run (``workers="auto"``
-follows :mod:`lstm_tune.runtime.layout`'s rule) and runs either one worker in this process,
-under the graceful stop, or a local pool of worker processes that share the study.
+follows :mod:`lstm_tune.runtime.workers_and_threads`'s rule) and runs either one worker in this
+process, under the graceful stop, or a local pool of worker processes that share the study.
 
 Nothing here prints, reads the environment or ends the process: lines go to the caller's
 ``say``, and how the run ended comes back as a :class:`Finished`, :class:`Stopped` or
@@ -24,15 +24,6 @@ import optuna
 
 from lstm_tune.config import StudySpec
 from lstm_tune.errors import ConfigError
-from lstm_tune.runtime.layout import (
-    AUTO,
-    THREADS_ENV,
-    Threads,
-    apply_threads,
-    study_layout,
-    threads_for,
-    usable_cores,
-)
 from lstm_tune.runtime.pool import PoolResult, run_pool
 from lstm_tune.runtime.progress import SearchProgress, trial_line
 from lstm_tune.runtime.stop import (
@@ -42,8 +33,17 @@ from lstm_tune.runtime.stop import (
     release_held_trials,
     stop_behind,
 )
+from lstm_tune.runtime.workers_and_threads import (
+    AUTO,
+    THREADS_ENV,
+    Threads,
+    apply_threads,
+    study_layout,
+    threads_for,
+    usable_cores,
+)
 from lstm_tune.search.budget import BudgetGate
-from lstm_tune.search.strategy import build_strategy
+from lstm_tune.search.sampler_and_pruner import build_strategy
 from lstm_tune.search.studies import open_study
 from lstm_tune.search.worker import SearchOutcome, run_search
 from lstm_tune.storages import absolute_url, check_url

@@ -32,9 +32,9 @@ from optuna.trial import FrozenTrial
 
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import ConfigError
+from lstm_tune.search.sampler_and_pruner import Strategy, build_strategy
 from lstm_tune.search.space import suggest
 from lstm_tune.search.specdiff import Change, meaningful_changes
-from lstm_tune.search.strategy import Strategy, build_strategy
 from lstm_tune.storages import SPEC_ATTR, absolute_url, open_storage
 
 __all__ = [

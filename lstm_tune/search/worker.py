@@ -21,7 +21,7 @@ from lstm_tune.search.objective import (
     TrialPrunedHook,
     make_objective,
 )
-from lstm_tune.search.strategy import Strategy
+from lstm_tune.search.sampler_and_pruner import Strategy
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.runtime.layout import threads_for, usable_cores
 from lstm_tune.runtime.stop import StopRequested, graceful_stop, stop_behind
+from lstm_tune.runtime.workers_and_threads import threads_for, usable_cores
 from lstm_tune.storages import open_storage
 from tests.helpers import ROOT, require_or_skip, write_slice
 from tests.helpers.servers import api_url, dashboard_process, get_json

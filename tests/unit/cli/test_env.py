@@ -22,7 +22,7 @@ from lstm_tune.cli.env import (
     threads_from_env,
 )
 from lstm_tune.errors import ConfigError
-from lstm_tune.runtime.layout import THREADS_ENV, Threads
+from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads
 from tests.helpers import TINY_SPACE
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from lstm_tune.errors import ConfigError
-from lstm_tune.runtime.layout import Threads, auto_layout, parse_threads, threads_for, usable_cores
+from lstm_tune.runtime.workers_and_threads import (
+    Threads,
+    auto_layout,
+    parse_threads,
+    threads_for,
+    usable_cores,
+)
 
 GIB = 2**30
 
