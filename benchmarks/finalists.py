@@ -2,7 +2,7 @@
 
 Runs (or reuses) a search, then retrains its top ``--finalists`` distinct configs over
 ``--seeds`` seeds exactly as ``lstm-tune finalize`` does
-(``lstm_tune.search.finalize.revalidate``), and evaluates every retrained model on the test
+(``lstm_tune.tuning.finalize.revalidate``), and evaluates every retrained model on the test
 split too, which ``finalize`` itself never looks at. It compares:
 
 - the single best trial retrained once with the study's seed (what ``export-best`` +
@@ -33,10 +33,10 @@ import optuna
 from _common import ROOT, git_revision, machine_line, publish
 
 from lstm_tune.cli.env import with_overrides as _with_overrides
-from lstm_tune.search.export import best_config
-from lstm_tune.search.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
 from lstm_tune.storages import open_storage
 from lstm_tune.tasks import get_task
+from lstm_tune.tuning.export import best_config
+from lstm_tune.tuning.finalize import Finalist, estimated_seconds, revalidate, top_trials, winner
 
 
 def run_search(

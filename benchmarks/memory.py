@@ -5,7 +5,7 @@
 Part 1 trains the largest config of ``studies/imdb.yaml`` (every range at its top: hidden 512,
 3 layers, sequence_length 500, batch 128) on the longest reviews of IMDB (the worst case for
 memory: every batch 500 steps) for a few batches in a fresh process, and reads that process's
-peak RSS. Part 2 runs 20 small trials in one worker process (``lstm_tune.search.worker.run_search``
+peak RSS. Part 2 runs 20 small trials in one worker process (``lstm_tune.tuning.worker.run_search``
 on a slice of IMDB) and reads the RSS after each trial. Trials 1-19 are sampled at random; trial
 20 repeats trial 1's config, because a trial's RSS depends on its shapes (hidden size, batch,
 sequence length), so only two trials of one config show growth that the worker accumulated.
@@ -94,7 +94,7 @@ def small_trials(data_path: str) -> list[float]:
     import optuna
 
     from lstm_tune.config import parse_spec
-    from lstm_tune.search.worker import run_search
+    from lstm_tune.tuning.worker import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache = default_cache_dir()

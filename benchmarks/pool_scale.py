@@ -92,8 +92,8 @@ def worker_main(url: str, study_name: str, budget: int, sleep: float) -> int:
 
     import optuna
 
-    from lstm_tune.search.budget import BudgetGate
     from lstm_tune.storages import open_storage
+    from lstm_tune.tuning.budget import BudgetGate
 
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -119,7 +119,7 @@ def worker_main(url: str, study_name: str, budget: int, sleep: float) -> int:
         return 0.5
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # What lstm_tune.search.worker's budget stop does (imported from there, a worker would load
+        # What lstm_tune.tuning.worker's budget stop does (imported from there, a worker would load
         # TensorFlow: 64 of them would not fit in memory).
         if len(study.get_trials(deepcopy=False, states=FINISHED)) >= budget:
             study.stop()

@@ -221,8 +221,8 @@ def run_lstm_tune(
     """lstm-tune's search in this process; a pool's worker passes the shared ``database``."""
     import optuna
 
-    from lstm_tune.search.worker import run_search
     from lstm_tune.training.fit import EpochRecorder
+    from lstm_tune.tuning.worker import run_search
 
     def note(trial: optuna.trial.Trial, recorder: EpochRecorder) -> None:
         # Runs at each epoch end before the tracker (lstm-tune's recorder is the first callback).
@@ -247,7 +247,7 @@ def run_optuna_tpe(
 ) -> None:
     import optuna
 
-    from lstm_tune.search.space import suggest
+    from lstm_tune.tuning.space import suggest
 
     fit_split, val_split = split_validation(corpus.train, spec.data.validation_split, SEED)
 
@@ -370,7 +370,7 @@ def run_pool_contender(name: str, args: argparse.Namespace) -> None:
     their epoch records and best models are merged into the contender's own afterwards.
     """
     from lstm_tune.runtime.workers_and_threads import study_layout
-    from lstm_tune.search.worker import open_study
+    from lstm_tune.tuning.worker import open_study
 
     out_dir = Path(args.out_dir) / name
     spec = contender_spec(name, imdb_study(args.data_path, args.train_limit))

@@ -8,7 +8,7 @@ imports only those below it):
 
 - ``cli``: the ``lstm-tune`` commands; reads the environment, prints, maps errors to exit codes
 - ``results``: reports, trial artifacts, the dashboard, the retrained model, inference
-- ``search``: study, sampler and pruner, trials, the budget, export and finalize
+- ``tuning``: the search: study, sampler and pruner, trials, the budget, export and finalize
 - ``runtime``: a worker's stop, the local pool, threads and memory per worker, progress
 - ``config``: study files -> the validated, immutable ``StudySpec``
 - ``tasks``: one module (or package) per job an LSTM does, behind ``tasks/base.py``'s contract

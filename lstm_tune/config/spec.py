@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_TASK = "text_classification"
 # The samplers and pruners a study file may name, each with the class in ``optuna.samplers``
 # or ``optuna.pruners`` that it stands for: the one table the study-file check below and the
-# factory in lstm_tune.search.sampler_and_pruner both read (names only here: no Optuna import
+# factory in lstm_tune.tuning.sampler_and_pruner both read (names only here: no Optuna import
 # to check a file).
 SAMPLER_CLASSES: dict[str, str] = {
     "tpe": "TPESampler",

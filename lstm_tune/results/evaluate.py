@@ -18,9 +18,9 @@ import keras
 from lstm_tune.config import StudySpec
 from lstm_tune.results.inference import save_model_dir
 from lstm_tune.results.report import summary_text
-from lstm_tune.search.export import installed_versions
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import fit
+from lstm_tune.tuning.export import installed_versions
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def _load_keras_model(path: Path) -> Any:
 
 
 def _warn_on_version_change(where: Path, saved: Mapping[str, str]) -> None:
-    from lstm_tune.search.export import installed_versions
+    from lstm_tune.tuning.export import installed_versions
 
     here = installed_versions()
     changed = [

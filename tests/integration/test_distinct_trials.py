@@ -17,9 +17,9 @@ import optuna
 import pytest
 
 from lstm_tune.config import parse_spec
-from lstm_tune.search.sampler_and_pruner import build_trial_seeded_sampler
-from lstm_tune.search.space import suggest
 from lstm_tune.storages import open_storage
+from lstm_tune.tuning.sampler_and_pruner import build_trial_seeded_sampler
+from lstm_tune.tuning.space import suggest
 from tests.helpers import ROOT, TINY_SPACE, write_slice
 from tests.helpers.studies import write_study
 

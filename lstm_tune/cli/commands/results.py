@@ -49,7 +49,7 @@ class ExportBest(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         """Write the best trial's config and say which trial it is."""
-        from lstm_tune.search.export import best_config, write_config
+        from lstm_tune.tuning.export import best_config, write_config
 
         storage = resolve_storage(args.storage, args.study_name)
         data_path = resolve_data_path(args.data_path)
@@ -94,8 +94,10 @@ class Finalize(Command):
         import optuna
 
         from lstm_tune.errors import ConfigError
-        from lstm_tune.search.export import best_config, write_config
-        from lstm_tune.search.finalize import (
+        from lstm_tune.storages import open_storage
+        from lstm_tune.tasks import get_task
+        from lstm_tune.tuning.export import best_config, write_config
+        from lstm_tune.tuning.finalize import (
             FINALISTS_ATTR,
             Finalist,
             estimated_seconds,
@@ -104,8 +106,6 @@ class Finalize(Command):
             top_trials,
             winner,
         )
-        from lstm_tune.storages import open_storage
-        from lstm_tune.tasks import get_task
 
         storage = resolve_storage(args.storage, args.study_name)
         base = with_overrides(best_config(storage, args.study_name), args.data_path)

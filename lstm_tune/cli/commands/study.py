@@ -78,14 +78,14 @@ class Search(Command):
         from lstm_tune.results.artifacts import TrialArtifacts
         from lstm_tune.runtime.progress import format_params
         from lstm_tune.runtime.stop import exit_now
-        from lstm_tune.search.run import (
+        from lstm_tune.storages import absolute_url
+        from lstm_tune.tuning.run import (
             ArtifactDir,
             PoolFinished,
             Stopped,
             WorkerLaunch,
             run_study,
         )
-        from lstm_tune.storages import absolute_url
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
         study_name = args.study_name or spec.name
@@ -178,8 +178,8 @@ class CreateStudy(Command):
         import optuna
         from optuna.trial import TrialState
 
-        from lstm_tune.search.studies import open_study  # not worker's: no TensorFlow import
         from lstm_tune.storages import absolute_url
+        from lstm_tune.tuning.studies import open_study  # not worker's: no TensorFlow import
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = load_with_overrides(args.study, None)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from lstm_tune.cli import main
 from lstm_tune.config import PARAM_NAMES, load_spec
-from lstm_tune.search.space import contains
+from lstm_tune.tuning.space import contains
 from tests.helpers import TINY_SPACE
 from tests.helpers.studies import StudyFile, write_study
 
@@ -207,7 +207,7 @@ def test_reading_a_study_does_not_load_tensorflow() -> None:
     # TensorFlow writes start-up lines to stderr on some CPUs (oneDNN notices that
     # TF_CPP_MIN_LOG_LEVEL does not silence), which would bury export-best's one-line errors.
     code = (
-        "import sys, lstm_tune.search.export, lstm_tune.results.report; "
+        "import sys, lstm_tune.tuning.export, lstm_tune.results.report; "
         "print('tensorflow' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -15,8 +15,8 @@ from lstm_tune.cli import main
 from lstm_tune.cli.command import EXIT_GAVE_UP
 from lstm_tune.runtime.pool import PoolResult
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV
-from lstm_tune.search import objective
-from lstm_tune.search import run as run_module
+from lstm_tune.tuning import objective
+from lstm_tune.tuning import run as run_module
 from tests.helpers import TINY_SPACE
 
 # One config of the tiny space (trials take seconds): each range's low end, the first choice.

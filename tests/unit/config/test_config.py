@@ -169,7 +169,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_unknown_sampler_option_is_rejected_when_building_the_sampler() -> None:
     from lstm_tune.config import SamplerSpec
-    from lstm_tune.search.sampler_and_pruner import build_sampler
+    from lstm_tune.tuning.sampler_and_pruner import build_sampler
 
     with pytest.raises(ConfigError, match=r"search\.sampler\.options: \{'n_startup': 3\}"):
         build_sampler(SamplerSpec(name="tpe", options={"n_startup": 3}), seed=1)

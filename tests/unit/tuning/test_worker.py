@@ -11,8 +11,8 @@ import yaml
 from optuna.trial import TrialState
 
 from lstm_tune.config import parse_spec
-from lstm_tune.search.worker import MAX_CONSECUTIVE_FAILURES, run_search
 from lstm_tune.tasks.text_classification.data import Split
+from lstm_tune.tuning.worker import MAX_CONSECUTIVE_FAILURES, run_search
 from lstm_tune.types import Prepared
 
 TINY = {

@@ -1,5 +1,5 @@
 """The one table of sampler and pruner names (config) and the factory built from it
-(lstm_tune.search.sampler_and_pruner): every name a study file may give builds, and no other
+(lstm_tune.tuning.sampler_and_pruner): every name a study file may give builds, and no other
 does."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from lstm_tune.config import PRUNER_CLASSES, SAMPLER_CLASSES, StudySpec, json_schema, parse_spec
 from lstm_tune.errors import ConfigError
-from lstm_tune.search.sampler_and_pruner import TrialSeededSampler, build_strategy
+from lstm_tune.tuning.sampler_and_pruner import TrialSeededSampler, build_strategy
 
 SPACE = {
     "hidden_size": {"low": 4, "high": 8},

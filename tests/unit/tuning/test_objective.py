@@ -10,8 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 from lstm_tune.config import parse_spec
-from lstm_tune.search.worker import run_search
 from lstm_tune.training import preflight
+from lstm_tune.tuning.worker import run_search
 
 TINY = {
     "hidden_size": 8,
@@ -94,13 +94,13 @@ def test_each_trial_records_its_time_estimate_and_warns_past_the_timeout(
     # machine 10,000 times slower per step would take minutes, past a 60 s timeout.
     monkeypatch.setattr(preflight, "STEP_SECONDS", preflight.STEP_SECONDS * 10_000)
     spec = _spec(imdb_slice, tmp_path, {"name": "none"}, timeout=60.0)
-    with caplog.at_level(logging.WARNING, logger="lstm_tune.search.objective"):
+    with caplog.at_level(logging.WARNING, logger="lstm_tune.tuning.objective"):
         run_search(spec, storage_url=storage, study_name="t")  # type: ignore[arg-type]
     (trial,) = optuna.load_study(study_name="t", storage=storage).trials
     assert trial.state == TrialState.COMPLETE  # a warning, not a refusal
     estimate = trial.user_attrs["estimated_seconds_per_epoch"]
     assert 2 * estimate > 60
-    warnings = [r.getMessage() for r in caplog.records if r.name == "lstm_tune.search.objective"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "lstm_tune.tuning.objective"]
     assert warnings == [
         f"trial 0: this trial is estimated at {2 * estimate / 60:.0f} min (2 epochs of "
         f"{estimate:.0f} s), longer than the search's timeout of 1 min"

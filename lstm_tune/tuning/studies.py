@@ -5,7 +5,7 @@
   queue the configs once each.
 * **A study knows its spec.** The study's user attribute ``lstm_tune_spec`` is the spec its
   trials mean. Resuming with a study file that changes the search space or what a trial means
-  stops with one line naming the changed fields (see :mod:`lstm_tune.search.specdiff` for what may
+  stops with one line naming the changed fields (see :mod:`lstm_tune.tuning.specdiff` for what may
   change freely) unless the caller accepts the change, which then holds from the next trial.
 * **Each trial knows its spec.** Every spec a run uses is stored once in the study
   (``lstm_tune_spec:<id>``, the id a hash of the document) and each trial records the id
@@ -32,10 +32,10 @@ from optuna.trial import FrozenTrial
 
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import ConfigError
-from lstm_tune.search.sampler_and_pruner import Strategy, build_strategy
-from lstm_tune.search.space import suggest
-from lstm_tune.search.specdiff import Change, meaningful_changes
 from lstm_tune.storages import SPEC_ATTR, absolute_url, open_storage
+from lstm_tune.tuning.sampler_and_pruner import Strategy, build_strategy
+from lstm_tune.tuning.space import suggest
+from lstm_tune.tuning.specdiff import Change, meaningful_changes
 
 __all__ = [
     "SPEC_ID_ATTR",
@@ -54,7 +54,7 @@ SPEC_PREFIX = "lstm_tune_spec:"
 # Trial user attribute: which worker ran the trial (host name and process id), so a pool's
 # trials can be traced to a machine or container.
 WORKER_ATTR = "lstm_tune_worker"
-_log = logging.getLogger("lstm_tune.search.studies")
+_log = logging.getLogger("lstm_tune.tuning.studies")
 
 
 def spec_id(doc: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from lstm_tune.config import PARAM_NAMES, Fixed, load_spec
-from lstm_tune.search.space import contains, suggest
+from lstm_tune.tuning.space import contains, suggest
 from tests.helpers import ROOT
 
 STUDIES = ROOT / "studies"

@@ -14,18 +14,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import StudySpec, spec_to_dict
 from lstm_tune.errors import StorageError, exception_chain
-from lstm_tune.search import studies
-from lstm_tune.search.objective import (
+from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
+from lstm_tune.tasks import get_task
+from lstm_tune.training.fit import TrainingDiverged
+from lstm_tune.training.preflight import ConfigTooLarge
+from lstm_tune.tuning import studies
+from lstm_tune.tuning.objective import (
     TrialEpochHook,
     TrialModelHook,
     TrialPrunedHook,
     make_objective,
 )
-from lstm_tune.search.sampler_and_pruner import Strategy
-from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
-from lstm_tune.tasks import get_task
-from lstm_tune.training.fit import TrainingDiverged
-from lstm_tune.training.preflight import ConfigTooLarge
+from lstm_tune.tuning.sampler_and_pruner import Strategy
 from lstm_tune.types import Prepared
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)

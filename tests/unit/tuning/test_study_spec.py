@@ -15,9 +15,9 @@ import yaml
 
 from lstm_tune.config import load_spec
 from lstm_tune.errors import ConfigError
-from lstm_tune.search.specdiff import diff, is_free, meaningful_changes
-from lstm_tune.search.studies import SPEC_ID_ATTR, open_study, tag_trials, trial_spec
 from lstm_tune.storages import SPEC_ATTR, open_storage
+from lstm_tune.tuning.specdiff import diff, is_free, meaningful_changes
+from lstm_tune.tuning.studies import SPEC_ID_ATTR, open_study, tag_trials, trial_spec
 from tests.helpers import ROOT, TINY_SPACE
 from tests.helpers.studies import StudyFile
 
@@ -100,7 +100,7 @@ def _toy_trials(spec_path: Path, url: str, n: int, value: float, **kw: Any) -> N
     spec = load_spec(spec_path)
     study = open_study(spec, storage_url=url, study_name="s", **kw)
     from lstm_tune.config import spec_to_dict
-    from lstm_tune.search.space import suggest
+    from lstm_tune.tuning.space import suggest
 
     def objective(trial: optuna.Trial) -> float:
         suggest(trial, spec.space)

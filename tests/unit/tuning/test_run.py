@@ -17,9 +17,9 @@ import pytest
 from lstm_tune.config import StudySpec, parse_spec
 from lstm_tune.errors import ConfigError, LstmTuneError
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads
-from lstm_tune.search import run as run_module
-from lstm_tune.search import studies
-from lstm_tune.search.run import (
+from lstm_tune.tuning import run as run_module
+from lstm_tune.tuning import studies
+from lstm_tune.tuning.run import (
     ArtifactDir,
     Finished,
     PoolFinished,
@@ -27,7 +27,7 @@ from lstm_tune.search.run import (
     WorkerLaunch,
     run_study,
 )
-from lstm_tune.search.sampler_and_pruner import Strategy
+from lstm_tune.tuning.sampler_and_pruner import Strategy
 from tests.helpers import TINY_SPACE
 
 # One config of the tiny space (trials take seconds): each range's low end, the first choice.

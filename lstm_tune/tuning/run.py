@@ -42,12 +42,12 @@ from lstm_tune.runtime.workers_and_threads import (
     threads_for,
     usable_cores,
 )
-from lstm_tune.search.budget import BudgetGate
-from lstm_tune.search.sampler_and_pruner import build_strategy
-from lstm_tune.search.studies import open_study
-from lstm_tune.search.worker import SearchOutcome, run_search
 from lstm_tune.storages import absolute_url, check_url
 from lstm_tune.tasks import get_task
+from lstm_tune.tuning.budget import BudgetGate
+from lstm_tune.tuning.sampler_and_pruner import build_strategy
+from lstm_tune.tuning.studies import open_study
+from lstm_tune.tuning.worker import SearchOutcome, run_search
 from lstm_tune.types import Prepared
 
 __all__ = [

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import StorageError
-from lstm_tune.search.studies import trial_spec
 from lstm_tune.storages import SPEC_ATTR, open_storage, redact_url
+from lstm_tune.tuning.studies import trial_spec
 
 VERSIONED_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "optuna", "lstm-tune")
 

@@ -16,7 +16,6 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from lstm_tune.config import StudySpec
-from lstm_tune.search.space import suggest
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
 from lstm_tune.training.preflight import (
@@ -25,6 +24,7 @@ from lstm_tune.training.preflight import (
     check_fits,
     time_warning,
 )
+from lstm_tune.tuning.space import suggest
 from lstm_tune.types import Prepared
 
 # Called with the trial, the trained model and its recorder once a trial completes, so a
