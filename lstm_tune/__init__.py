@@ -17,9 +17,30 @@ imports only those below it):
 - ``types`` and ``errors``: plain data and the errors every layer shares
 """
 
-from lstm_tune.api import SearchResult, load_study_file, search
+import types
+from typing import TYPE_CHECKING, Any
+
+from lstm_tune.api import SearchResult, load_study_file
+from lstm_tune.api import search as _search
 from lstm_tune.config import StudySpec
 from lstm_tune.errors import ConfigError, DataError, LstmTuneError, StorageError
+
+if TYPE_CHECKING:
+    from lstm_tune.api import search
+else:
+    import lstm_tune.search
+
+    class _SearchPackage(types.ModuleType):
+        """``lstm_tune.search`` is both the package of the search's modules and the API's
+        :func:`lstm_tune.api.search`: an import of ``lstm_tune.search.<module>`` makes the
+        name the package, so the package itself runs a search when it is called."""
+
+        def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
+            return _search(*args, **kwargs)
+
+        __call__.__doc__ = _search.__doc__
+
+    lstm_tune.search.__class__ = _SearchPackage
 
 __version__ = "0.1.0"
 
