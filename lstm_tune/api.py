@@ -106,7 +106,9 @@ def search(
     count or ``"auto"``; more than one runs a local pool of ``lstm-tune search`` processes.
     ``progress`` gets one line per event (a trial finished, the best so far); default: the
     ``lstm_tune`` logger. Raises :class:`~lstm_tune.errors.LstmTuneError` (``ConfigError``,
-    ``DataError``, ``StorageError``) with the line the command prints.
+    ``DataError``, ``StorageError``) with the line the command prints, and
+    :class:`KeyboardInterrupt` after a SIGINT or SIGTERM (a notebook's interrupt) has failed
+    and re-queued the running trial.
     """
     from lstm_tune.results.artifacts import TrialArtifacts
     from lstm_tune.search.run import ArtifactDir, PoolFinished, Stopped, run_study

@@ -213,3 +213,15 @@ def test_an_unknown_study_raises_storage_error(tmp_path: Path) -> None:
         _ = result.best_params
     with pytest.raises(lstm_tune.StorageError, match="has no complete trial yet"):
         result.export_best(tmp_path / "best.yaml")
+
+
+@pytest.mark.slow
+def test_finalize_writes_the_winner_with_every_finalists_revalidation(searched: dict) -> None:
+    tmp, result = searched["tmp"], searched["result"]
+    with pytest.raises(lstm_tune.ConfigError, match=r"^--budget 1 s is below the estimated"):
+        result.finalize(tmp / "never.yaml", finalists=2, seeds=50, budget=1)
+    assert not (tmp / "never.yaml").exists()
+    path = result.finalize(tmp / "final.yaml", finalists=2, seeds=1)
+    final = load_spec(path)
+    assert final.result is not None and len(final.result.finalists) == 2
+    assert final.result.trial_number in {f["trial_number"] for f in final.result.finalists}
