@@ -7,6 +7,7 @@ Packages, each with one job, from the top layer down (``lint-imports`` checks th
 imports only those below it):
 
 - ``cli``: the ``lstm-tune`` commands; reads the environment, prints, maps errors to exit codes
+- ``api``: the Python API (``search``, ``load_study_file``, ``SearchResult``) on the same code
 - ``results``: reports, trial artifacts, the dashboard, the retrained model, inference
 - ``tuning``: the search: study, sampler and pruner, trials, the budget, export and finalize
 - ``runtime``: a worker's stop, the local pool, threads and memory per worker, progress
@@ -16,6 +17,8 @@ imports only those below it):
 - ``types`` and ``errors``: plain data and the errors every layer shares
 """
 
+from lstm_tune.api import SearchResult, load_study_file, search
+from lstm_tune.config import StudySpec
 from lstm_tune.errors import ConfigError, DataError, LstmTuneError, StorageError
 
 __version__ = "0.1.0"
@@ -24,9 +27,13 @@ __all__ = [
     "ConfigError",
     "DataError",
     "LstmTuneError",
+    "SearchResult",
     "StorageError",
+    "StudySpec",
     "__version__",
     "load_model",
+    "load_study_file",
+    "search",
 ]
 
 

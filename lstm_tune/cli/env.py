@@ -5,7 +5,7 @@ Precedence, for every setting here: the flag > the environment variable > the de
 default place of a study's files follows one rule: the study's directory is the study file's
 directory when the command has a study file, else ``studies/`` (relative to where the command
 runs); its storage is the SQLite file ``<study dir>/<name>.db``, its artifacts
-``<study dir>/artifacts``.
+``<study dir>/artifacts``. That rule lives in :mod:`lstm_tune.api`, which the Python API shares.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lstm_tune.config import StudySpec, load_spec, with_data
+from lstm_tune.api import (
+    ARTIFACTS_DIR_NAME,
+    STORAGE_ENV,
+    STUDIES_DIR,
+    default_storage,
+    study_dir,
+)
+from lstm_tune.config import StudySpec, load_spec, with_data, with_data_path
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads, parse_threads
 
 __all__ = [
@@ -38,24 +45,9 @@ __all__ = [
     "worker_environment",
 ]
 
-STORAGE_ENV = "LSTM_TUNE_STORAGE"
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
 ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
 DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
-# A study's directory when the command has no study file (export-best, report, dashboard).
-STUDIES_DIR = Path("studies")
-ARTIFACTS_DIR_NAME = "artifacts"
-
-
-def study_dir(study_file: str | None) -> Path:
-    """The directory of a study's files: the study file's (absolute), else ``studies``."""
-    return Path(study_file).resolve().parent if study_file else STUDIES_DIR
-
-
-def default_storage(study_name: str, study_file: str | None = None) -> str:
-    """The storage a study uses when neither flag nor environment names one: the SQLite file
-    ``<study dir>/<name>.db`` (see :func:`study_dir`)."""
-    return f"sqlite:///{study_dir(study_file) / f'{study_name}.db'}"
 
 
 def study_dir_text(*, study_file: bool) -> str:
@@ -124,15 +116,11 @@ def load_with_overrides(path: str, data_path: str | None) -> StudySpec:
 def with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
     """``spec`` with the data path the flag or environment gives and the default cache dir."""
     data_path = resolve_data_path(data_path)
-    changes: dict[str, object] = {}
-    fields = type(spec.data).model_fields
     if data_path is not None:
-        changes["path"] = str(Path(data_path).resolve())
-        if "source" in fields:  # a local file instead of the task's download
-            changes["source"] = "csv"
-    if "cache_dir" in fields and spec.data.cache_dir is None:
-        changes.update(cache_dir=default_cache_dir())
-    return with_data(spec, **changes) if changes else spec
+        spec = with_data_path(spec, data_path)
+    if "cache_dir" in type(spec.data).model_fields and spec.data.cache_dir is None:
+        spec = with_data(spec, cache_dir=default_cache_dir())
+    return spec
 
 
 def threads_from_env() -> Threads | None:

@@ -37,6 +37,7 @@ from lstm_tune.config.spec import (
     parse_spec,
     spec_to_dict,
     with_data,
+    with_data_path,
 )
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "parse_spec",
     "spec_to_dict",
     "with_data",
+    "with_data_path",
 ]

@@ -11,6 +11,7 @@ field, the bad value and what is allowed (:mod:`lstm_tune.config.wording`).
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -53,6 +54,7 @@ __all__ = [
     "parse_spec",
     "spec_to_dict",
     "with_data",
+    "with_data_path",
 ]
 
 DEFAULT_TASK = "text_classification"
@@ -229,11 +231,23 @@ class StudySpec(Frozen):
             raw["search"] = {**search, "metric": objective.name, "direction": direction}
         return raw
 
+    def __init__(self, /, **fields: Any) -> None:
+        """Build a spec in code, with the keys of a study file: ``StudySpec(name="s",
+        data={"path": "x.csv"}, space={...})``. It is checked as a file is (the task's data
+        model, the same one-line :class:`ConfigError`, naming ``source_path``, default
+        ``<study>``)."""
+        if type(self) is StudySpec:  # the task's subclasses are what parse_spec builds
+            checked = parse_spec(fields, str(fields.get("source_path", "<study>")))
+            fields = {**fields, "data": checked.data}
+        super().__init__(**fields)
+
     @field_validator("data", mode="before")
     @classmethod
     def _data_is_a_mapping(cls, raw: Any) -> Any:
         if raw is None:
             return {}
+        if isinstance(raw, BaseModel):  # already the task's data model (see __init__)
+            return raw
         if not isinstance(raw, dict):
             raise FieldProblem("data", raw, "a mapping of keys to values")
         return raw
@@ -286,6 +300,15 @@ def with_data(spec: StudySpec, **changes: Any) -> StudySpec:
     """``spec`` with ``changes`` to its data section (re-validated by the task's model)."""
     data = type(spec.data).model_validate({**spec.data.model_dump(), **changes})
     return spec.model_copy(update={"data": data})
+
+
+def with_data_path(spec: StudySpec, data_path: str | Path) -> StudySpec:
+    """``spec`` reading the local file ``data_path`` (made absolute) instead of its own data
+    file or its task's download: what ``--data-path`` does."""
+    changes: dict[str, object] = {"path": str(Path(data_path).resolve())}
+    if "source" in type(spec.data).model_fields:  # a local file instead of the download
+        changes["source"] = "csv"
+    return with_data(spec, **changes)
 
 
 def parse_spec(raw: Any, file: str = "<study>") -> StudySpec:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import keras
 
 FINALISTS_ATTR = "lstm_tune_finalists"
+# Seconds in a minute, for the estimate and budget line.
+MINUTE = 60
 
 
 @dataclass
@@ -144,6 +146,43 @@ def winner(spec: StudySpec, finalists: list[Finalist]) -> Finalist:
     """The finalist with the best mean (ties: the better trial value, i.e. the earlier)."""
     better = max if spec.objective.direction == "maximize" else min
     return better(finalists, key=lambda f: f.mean)
+
+
+def finalize_study(
+    base: StudySpec,
+    study: optuna.Study,
+    *,
+    finalists: int,
+    seeds: int,
+    budget: float | None,
+    say: Callable[[str], None],
+) -> tuple[list[Finalist], Finalist]:
+    """What ``lstm-tune finalize`` does between reading the study and writing the winner:
+    estimate the cost (refused when above ``budget`` seconds), re-validate the ``finalists``
+    best configs over ``seeds`` seeds, record them on ``study``; return them and the winner.
+    ``base`` is the best trial's config (:func:`lstm_tune.tuning.export.best_config`)."""
+    trials = top_trials(study, finalists)
+    prepared = get_task(base.task).load(base.data, base.seed)
+    estimate = estimated_seconds(base, prepared, trials, seeds)
+    say(
+        f"re-validating {len(trials)} finalists x {seeds} seeds: about "
+        f"{estimate / MINUTE:.0f} min by the pre-flight estimate"
+        + (f" (budget {budget / MINUTE:.0f} min)" if budget else "")
+    )
+    if budget is not None and estimate > budget:
+        raise ConfigError(
+            f"--budget {budget:.0f} s is below the estimated {estimate:.0f} s; give "
+            f"fewer --finalists or --seeds, or a larger --budget"
+        )
+    metric = base.search.metric
+
+    def report_run(finalist: Finalist, seed: int, _model: object) -> None:
+        say(f"trial {finalist.trial_number} seed {seed}: {metric}={finalist.values[-1]:.4f}")
+
+    done = revalidate(base, prepared, trials, seeds=seeds, budget=budget, on_run=report_run)
+    chosen = winner(base, done)
+    study.set_user_attr(FINALISTS_ATTR, [f.as_dict() for f in done])
+    return done, chosen
 
 
 def finalized_config(

@@ -27,9 +27,6 @@ from lstm_tune.cli.options import (
 
 __all__ = ["ExportBest", "Finalize", "Predict", "Report", "Train"]
 
-# Seconds in a minute, for finalize's estimate and budget lines.
-MINUTE = 60
-
 
 def _add_yaml_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="best.yaml", help="YAML file to write")
@@ -93,47 +90,16 @@ class Finalize(Command):
         """Re-validate the finalists, record them in the study, write the winner."""
         import optuna
 
-        from lstm_tune.errors import ConfigError
         from lstm_tune.storages import open_storage
-        from lstm_tune.tasks import get_task
         from lstm_tune.tuning.export import best_config, write_config
-        from lstm_tune.tuning.finalize import (
-            FINALISTS_ATTR,
-            Finalist,
-            estimated_seconds,
-            finalized_config,
-            revalidate,
-            top_trials,
-            winner,
-        )
+        from lstm_tune.tuning.finalize import finalize_study, finalized_config
 
         storage = resolve_storage(args.storage, args.study_name)
         base = with_overrides(best_config(storage, args.study_name), args.data_path)
         study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
-        trials = top_trials(study, args.finalists)
-        prepared = get_task(base.task).load(base.data, base.seed)
-        estimate = estimated_seconds(base, prepared, trials, args.seeds)
-        say(
-            f"re-validating {len(trials)} finalists x {args.seeds} seeds: about "
-            f"{estimate / MINUTE:.0f} min by the pre-flight estimate"
-            + (f" (budget {args.budget / MINUTE:.0f} min)" if args.budget else "")
+        finalists, chosen = finalize_study(
+            base, study, finalists=args.finalists, seeds=args.seeds, budget=args.budget, say=say
         )
-        if args.budget is not None and estimate > args.budget:
-            raise ConfigError(
-                f"--budget {args.budget:.0f} s is below the estimated {estimate:.0f} s; give "
-                f"fewer --finalists or --seeds, or a larger --budget"
-            )
-        metric = base.search.metric
-
-        def report_run(finalist: Finalist, seed: int, _model: object) -> None:
-            value = finalist.values[-1]
-            say(f"trial {finalist.trial_number} seed {seed}: {metric}={value:.4f}")
-
-        finalists = revalidate(
-            base, prepared, trials, seeds=args.seeds, budget=args.budget, on_run=report_run
-        )
-        chosen = winner(base, finalists)
-        study.set_user_attr(FINALISTS_ATTR, [f.as_dict() for f in finalists])
         for f in finalists:
             mark = "  <- exported" if f is chosen else ""
             print(
