@@ -42,6 +42,7 @@ class HeartbeatGrpcStorage(TrialLedger, GrpcStorageProxy, BaseHeartbeat):
     """
 
     stale_failed_by = "by the proxy's sweeper while this worker ran it"
+    stale_checked_by = "the storage proxy's stale-trial sweep"
 
     def __init__(self, url: GrpcURL) -> None:
         with warnings.catch_warnings():  # Optuna marks the proxy experimental
@@ -53,7 +54,7 @@ class HeartbeatGrpcStorage(TrialLedger, GrpcStorageProxy, BaseHeartbeat):
 
     # Heartbeat: written through the proxy, judged by the proxy's sweeper.
 
-    def record_heartbeat(self, trial_id: int) -> None:
+    def _send_heartbeat(self, trial_id: int) -> None:
         """Tell the proxy this trial's worker is alive (it records the database heartbeat)."""
         self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, True)
 

@@ -48,7 +48,7 @@ class _RelayingRDBStorage(rdb.ResilientRDBStorage):
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         """Store the attribute, or record a heartbeat when the key is :data:`HEARTBEAT_KEY`."""
         if key == HEARTBEAT_KEY:
-            self.record_heartbeat(trial_id)
+            self._send_heartbeat(trial_id)  # a relay: the worker judges its own trial
             return
         super().set_trial_system_attr(trial_id, key, value)
 

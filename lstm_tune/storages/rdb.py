@@ -151,6 +151,7 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
     """
 
     stale_failed_by = "by another worker while this one ran it"
+    stale_checked_by = "another worker's stale-trial check"
 
     def __init__(
         self, url: str, *, options: StorageOptions, engine_kwargs: dict[str, Any]
@@ -198,7 +199,7 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
 
     # Optuna's trial life cycle, plus the ledger and idempotent retries.
 
-    def record_heartbeat(self, trial_id: int) -> None:
+    def _send_heartbeat(self, trial_id: int) -> None:
         """Record a running trial's heartbeat (retried while unreachable); a refusal is logged.
 
         This runs in Optuna's heartbeat thread, where an exception would print a thread

@@ -4,6 +4,10 @@ The only module that ties Optuna to training: it samples through ``space``, repo
 study's metric (the task's :class:`~lstm_tune.tasks.base.Objective`) to the pruner at each
 epoch end (optuna-integration's ``KerasPruningCallback``) or checkpoint, and records the
 trial's history and timings as user attributes. It asks the task for everything else.
+
+A trial another worker takes from this one (failed as stale while this process was paused) is
+dropped at once: training stops at the next batch after the heartbeat thread notices, and no
+artifact hook runs for it (:class:`~lstm_tune.storages.ledger.TrialTaken`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from lstm_tune.config import StudySpec
+from lstm_tune.storages.ledger import noticed_taken, taken_trial
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
 from lstm_tune.training.preflight import (
@@ -37,6 +42,27 @@ TrialEpochHook = Callable[[optuna.trial.Trial, EpochRecorder], None]
 TrialPrunedHook = Callable[[optuna.trial.Trial, EpochRecorder | None], None]
 
 log = logging.getLogger(__name__)
+
+
+class _StopWhenTaken(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stops training between two batches once the trial is found taken from this worker."""
+
+    def __init__(self, trial_id: int) -> None:
+        super().__init__()
+        self.trial_id = trial_id
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        taken = noticed_taken(self.trial_id)
+        if taken is not None:
+            raise taken
+
+
+def _ensure_own(trial: optuna.trial.Trial) -> None:
+    """Raise :class:`~lstm_tune.storages.ledger.TrialTaken` if ``trial`` is no longer this
+    worker's (one read), so nothing (a plot, a model) is uploaded for it."""
+    taken = taken_trial(trial._trial_id)
+    if taken is not None:
+        raise taken
 
 
 def make_objective(
@@ -118,7 +144,7 @@ def make_objective(
                 task.batches(prepared.validation, params, shuffle_seed=None),
                 objective=objective_metric,
                 epochs=spec.training.epochs,
-                callbacks=[pruning_callback(trial, params)],
+                callbacks=[pruning_callback(trial, params), _StopWhenTaken(trial._trial_id)],
                 on_epoch=record,
             )
         except TrainingDiverged as exc:
@@ -126,9 +152,11 @@ def make_objective(
             raise
         except optuna.TrialPruned:
             if on_pruned is not None:
+                _ensure_own(trial)
                 on_pruned(trial, latest)
             raise
         if on_trained is not None:
+            _ensure_own(trial)
             on_trained(trial, model, recorder)
         return recorder.best_value
 

@@ -2,19 +2,27 @@
 
 The budget (``n_trials``) counts the study's finished trials (complete + pruned) across all
 workers, so running the same command again resumes a study instead of adding to it.
+
+A trial taken from this worker (failed by another's stale-trial check while this one was
+paused) costs it nothing more than that trial: it says so in one line and goes on; the trial's
+re-queued copy runs it again.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import StudySpec, spec_to_dict
 from lstm_tune.errors import StorageError, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
+from lstm_tune.storages.ledger import TrialTaken, taken_trial
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
 from lstm_tune.training.preflight import ConfigTooLarge
@@ -33,6 +41,8 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # (data, memory), not one unlucky config, and looping on it would never finish the budget.
 MAX_CONSECUTIVE_FAILURES = 5
 StudyCallback = Callable[[optuna.study.Study, FrozenTrial], None]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,33 @@ class _BudgetStop:
             study.stop()
 
 
+def _own_trials_only(
+    objective: Callable[[optuna.trial.Trial], float],
+) -> Callable[[optuna.trial.Trial], float]:
+    """``objective`` that raises :class:`TrialTaken` for a trial taken from this worker.
+
+    Optuna's trial runner would otherwise fail on it: a write to it raises
+    ``UpdateFinishedTrialError``, and telling its result ``ValueError: Cannot tell a FAIL
+    trial``. TrialTaken leaves the runner untouched (it is no ``Exception``), so the taken
+    trial's FAIL state and its re-queued copy stay as the stale-trial check left them.
+    """
+
+    def run(trial: optuna.trial.Trial) -> float:
+        try:
+            value = objective(trial)
+        except UpdateFinishedTrialError as exc:
+            taken = taken_trial(trial._trial_id)
+            if taken is None:
+                raise
+            raise taken from exc
+        taken = taken_trial(trial._trial_id)  # taken after its last write, before the tell
+        if taken is not None:
+            raise taken
+        return value
+
+    return run
+
+
 def run_search(
     spec: StudySpec,
     *,
@@ -129,19 +166,29 @@ def run_search(
     if finished >= budget:
         return SearchOutcome(study, finished, budget, "budget already reached")
     stop = _BudgetStop(budget)
-    try:
-        study.optimize(
-            studies.tag_trials(
-                make_objective(
-                    spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
-                ),
-                spec_to_dict(spec),
+    objective = _own_trials_only(
+        studies.tag_trials(
+            make_objective(
+                spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
             ),
-            timeout=timeout if timeout is not None else spec.search.timeout,
-            catch=(TrainingDiverged, ConfigTooLarge),
-            callbacks=[*callbacks, stop],
-            gc_after_trial=True,
+            spec_to_dict(spec),
         )
+    )
+    seconds = timeout if timeout is not None else spec.search.timeout
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                study.optimize(
+                    objective,
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+                    catch=(TrainingDiverged, ConfigTooLarge),
+                    callbacks=[*callbacks, stop],
+                    gc_after_trial=True,
+                )
+                break
+            except TrialTaken as taken:
+                _log.warning(taken.line)
     except optuna.exceptions.StorageInternalError as exc:
         raise StorageError(
             f"storage failed during the search: {describe_storage_error(exc)}"

@@ -5,26 +5,49 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import InMemoryStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from lstm_tune.storages import HeldTrial, held_trials, ledger
-from lstm_tune.storages.ledger import TrialLedger, hold
+from lstm_tune.storages.ledger import TrialLedger, TrialTaken, hold, noticed_taken, taken_trial
 
 
-class _LedgerStorage(TrialLedger, InMemoryStorage):
+class _LedgerStorage(TrialLedger, InMemoryStorage, BaseHeartbeat):
     """The mixin on Optuna's in-memory storage; ``lost_answers`` plays a retrying storage
-    whose first write committed but whose answer was lost."""
+    whose first write committed but whose answer was lost; ``beats`` the heartbeats sent
+    (every ``interval`` seconds) and ``reads`` the trials read."""
 
     stale_failed_by = "by a test while this one ran it"
+    stale_checked_by = "a test's stale-trial check"
 
-    def __init__(self) -> None:
+    def __init__(self, interval: int = 1) -> None:
         super().__init__()
         self.lost_answers = 0
+        self.interval = interval
+        self.beats: list[int] = []
+        self.reads = 0
+
+    def _send_heartbeat(self, trial_id: int) -> None:
+        self.beats.append(trial_id)
+
+    def get_trial(self, trial_id: int) -> Any:
+        self.reads += 1
+        return super().get_trial(trial_id)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return []
+
+    def get_heartbeat_interval(self) -> int:
+        return self.interval
+
+    def get_heartbeat_stale_trial_callback(self) -> None:
+        return None
 
     def get_study_id_of_trial(self, trial_id: int) -> int:
         """The study holding ``trial_id``, found through the public API."""
@@ -44,6 +67,8 @@ class _LedgerStorage(TrialLedger, InMemoryStorage):
 def own_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A ledger of this test's own: the process-wide one holds other tests' trials."""
     monkeypatch.setattr(ledger, "_held", {})
+    monkeypatch.setattr(ledger, "_last_beat", {})
+    monkeypatch.setattr(ledger, "_taken", {})
     yield
 
 
@@ -125,3 +150,69 @@ def test_a_finished_trial_this_process_does_not_hold_stays_an_error(
 def test_hold_records_the_trial_its_study_and_storage(storage: _LedgerStorage) -> None:
     hold(storage, 7, 3)
     assert held_trials() == [HeldTrial(trial_id=7, study_id=3, storage=storage)]
+
+
+def _held(storage: _LedgerStorage, study: str = "s") -> int:
+    """A trial of a new study ``study`` that this process moved to RUNNING (so holds)."""
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name=study)
+    trial_id = storage.create_new_trial(study_id)
+    InMemoryStorage.set_trial_state_values(storage, trial_id, TrialState.WAITING)
+    storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    storage.reads = 0
+    return trial_id
+
+
+def _fail_as_stale(storage: _LedgerStorage, trial_id: int) -> None:
+    """What another worker's stale-trial check does to a trial this process holds."""
+    InMemoryStorage.set_trial_state_values(storage, trial_id, TrialState.FAIL)
+
+
+def test_a_held_trial_failed_by_another_process_is_taken_and_released(
+    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial_id = _held(storage)
+    assert taken_trial(trial_id) is None  # still RUNNING: still this process's
+    clock = ledger.time.monotonic()
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 12.4)  # a 12 s pause
+    _fail_as_stale(storage, trial_id)
+    taken = taken_trial(trial_id)
+    assert isinstance(taken, TrialTaken) and not isinstance(taken, Exception)
+    assert taken.line == (
+        "trial 0 was taken from this worker (failed by a test's stale-trial check after ~12 s "
+        "without its heartbeat); going on with the next trial"
+    )
+    assert held_trials() == []  # a stop now must not fail and re-queue it a second time
+    assert noticed_taken(trial_id) is taken and taken_trial(trial_id) is taken
+
+
+def test_a_trial_not_held_or_finished_otherwise_is_not_taken(storage: _LedgerStorage) -> None:
+    assert taken_trial(_new_trial(storage, TrialState.FAIL)) is None  # not held
+    done = _held(storage, "t")
+    InMemoryStorage.set_trial_state_values(storage, done, TrialState.COMPLETE, [1.0])
+    assert taken_trial(done) is None  # held, but not failed as stale: not given up quietly
+
+
+def test_an_on_time_heartbeat_reads_nothing_and_a_late_one_notices_a_taken_trial(
+    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial_id = _held(storage)
+    storage.record_heartbeat(trial_id)
+    assert (storage.beats, storage.reads) == ([trial_id], 0)
+    _fail_as_stale(storage, trial_id)
+    clock = ledger.time.monotonic()
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 12)  # resumed after a pause
+    storage.record_heartbeat(trial_id)
+    taken = noticed_taken(trial_id)  # what training asks between two batches
+    assert taken is not None and "after ~12 s" in str(taken)
+    storage.record_heartbeat(trial_id)
+    assert storage.beats == [trial_id]  # nothing more written to a trial no longer its own
+
+
+def test_a_late_heartbeat_of_a_trial_still_running_is_sent(
+    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial_id = _held(storage)
+    clock = ledger.time.monotonic()
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 30)
+    storage.record_heartbeat(trial_id)
+    assert storage.beats == [trial_id] and noticed_taken(trial_id) is None
