@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,10 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.runtime.stop import StopRequested, graceful_stop, stop_behind
 from lstm_tune.runtime.workers_and_threads import threads_for, usable_cores
-from lstm_tune.storages import open_storage
 from tests.helpers import ROOT, require_or_skip, write_slice
 from tests.helpers.servers import api_url, dashboard_process, get_json
 from tests.helpers.studies import write_study
+from tests.helpers.workers import search_argv, start_worker, trials_of, wait_for, worker_env
 
 # Fast failure detection for the tests; the product defaults are 10 s / 60 s.
 FAST_HEARTBEAT = "heartbeat_interval=1&grace_period=3"
@@ -139,28 +138,6 @@ def tiny_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     )
 
 
-def _search(study: Path, *args: str) -> list[str]:
-    return [
-        sys.executable, "-m", "lstm_tune.cli", "search", str(study),
-        "--artifact-dir", str(study.parent / "artifacts"), *args,
-    ]  # fmt: skip
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
-
-
-def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
-
-
-def _trials(url: str, name: str = "pool") -> list[FrozenTrial]:
-    storage = open_storage(url)
-    study_id = storage.get_study_id_from_name(name)
-    return storage.get_all_trials(study_id, deepcopy=False)
-
-
 def _states(trials: list[FrozenTrial]) -> Counter[str]:
     return Counter(t.state.name for t in trials)
 
@@ -169,20 +146,8 @@ def _finished(trials: list[FrozenTrial]) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except KeyError:
-            pass  # the study does not exist yet
-        time.sleep(0.2)  # how often the test looks at the database
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def _running(url: str) -> int:
-    return _states(_trials(url))["RUNNING"]
+    return _states(trials_of(url))["RUNNING"]
 
 
 @pytest.mark.slow
@@ -190,15 +155,15 @@ def test_a_local_pool_on_the_default_sqlite_file_loses_no_trial(tiny_study: Path
     db = tiny_study.parent / "pool.db"  # no --storage: the default file next to the study
     db.unlink(missing_ok=True)
     run = subprocess.run(
-        _search(tiny_study, "--workers", "2", "--n-trials", "2"),
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=400,
+        search_argv(tiny_study, "--workers", "2", "--n-trials", "2"),
+        capture_output=True, text=True, env=worker_env(), cwd=ROOT, timeout=400,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "pool finished: worker exit codes [0, 0]" in run.stdout
     assert "database is locked" not in run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     # Exactly the budget: no trial lost, none failed, none left RUNNING, none past the budget.
-    assert _states(_trials(f"sqlite:///{db}")) == Counter(COMPLETE=2)
+    assert _states(trials_of(f"sqlite:///{db}")) == Counter(COMPLETE=2)
     # Two workers share the usable cores: each states the threads TensorFlow gave it.
     each = threads_for(2, usable_cores()).intra
     for worker in ("w0", "w1"):
@@ -211,19 +176,19 @@ def test_workers_auto_fills_the_cores_and_each_worker_states_its_threads(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'auto.db'}"
     run = subprocess.run(
-        _search(tiny_study, "--workers", "auto", "--n-trials", "2", "--storage", url),
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=400,
+        search_argv(tiny_study, "--workers", "auto", "--n-trials", "2", "--storage", url),
+        capture_output=True, text=True, env=worker_env(), cwd=ROOT, timeout=400,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     workers = min(usable_cores(), 2)  # the budget caps the rule's one worker per core
     assert f"--workers auto: {workers} worker(s)" in run.stdout, run.stdout[-3000:]
     if workers > 1:
         assert run.stdout.count("TensorFlow threads: intra-op 1, inter-op default") == workers
-    assert _states(_trials(url)) == Counter(COMPLETE=2)
+    assert _states(trials_of(url)) == Counter(COMPLETE=2)
     # The variable overrides the rule; "0" keeps TensorFlow's own default.
     again = subprocess.run(
-        _search(tiny_study, "--workers", "auto", "--n-trials", "3", "--storage", url),
-        capture_output=True, text=True, env={**_env(), "LSTM_TUNE_THREADS": "0"}, cwd=ROOT,
+        search_argv(tiny_study, "--workers", "auto", "--n-trials", "3", "--storage", url),
+        capture_output=True, text=True, env={**worker_env(), "LSTM_TUNE_THREADS": "0"}, cwd=ROOT,
         timeout=400,
     )  # fmt: skip
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -241,8 +206,8 @@ def test_three_workers_share_a_study_survive_a_sigkill_and_finish_exactly_the_bu
     # budget before it is caught mid-trial (on a quiet machine a tiny trial's epochs are too
     # short to catch reliably while three workers race through a budget of 4).
     logs = [tmp_path / f"w{i}.log" for i in range(3)]
-    argv = _search(tiny_study, "--storage", url, "--n-trials", "4")
-    victim = _start(argv, logs[0])
+    argv = search_argv(tiny_study, "--storage", url, "--n-trials", "4")
+    victim = start_worker(argv, logs[0])
 
     def victim_mid_trial() -> bool:
         # Running for over a heartbeat interval (1 s): its heartbeat is in the database, so
@@ -252,24 +217,24 @@ def test_three_workers_share_a_study_survive_a_sigkill_and_finish_exactly_the_bu
             t.state == TrialState.RUNNING
             and t.datetime_start is not None
             and (now - t.datetime_start).total_seconds() > 1.5
-            for t in _trials(url)
+            for t in trials_of(url)
         )
 
-    _wait_for("the victim in the middle of a trial", victim_mid_trial, timeout=240)
+    wait_for("the victim in the middle of a trial", victim_mid_trial, timeout=240)
     victim.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     victim.wait(timeout=10)
-    survivors = [_start(argv, log) for log in logs[1:]]
+    survivors = [start_worker(argv, log) for log in logs[1:]]
 
     def requeued() -> bool:
-        return any(t.system_attrs.get("failed_trial") is not None for t in _trials(url))
+        return any(t.system_attrs.get("failed_trial") is not None for t in trials_of(url))
 
-    _wait_for("the dead worker's trial to be re-queued", requeued, timeout=120)
+    wait_for("the dead worker's trial to be re-queued", requeued, timeout=120)
     requeue_seconds = time.monotonic() - killed_at
     for survivor, log in zip(survivors, logs[1:], strict=True):
         assert survivor.wait(timeout=300) == 0, log.read_text()[-3000:]
 
-    trials = _trials(url)
+    trials = trials_of(url)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 1, _states(trials)
     rerun = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
@@ -291,19 +256,21 @@ def test_workers_wait_out_a_database_restart_and_lose_no_trial(
     # grace_period (30 s) outlasts the outage, so no live trial is declared dead meanwhile.
     url = f"{cluster.url}?heartbeat_interval=1&grace_period=30"  # type: ignore[attr-defined]
     log = tmp_path / "pool.log"
-    pool = _start(_search(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "3"), log)
-    _wait_for(
+    pool = start_worker(
+        search_argv(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "3"), log
+    )
+    wait_for(
         "a finished trial and one mid-trial",
-        lambda: _finished(_trials(url)) >= 1 and _running(url) >= 1,
+        lambda: _finished(trials_of(url)) >= 1 and _running(url) >= 1,
         timeout=240,
     )
-    before = {t.number: t.value for t in _trials(url) if t.state == TrialState.COMPLETE}
+    before = {t.number: t.value for t in trials_of(url) if t.state == TrialState.COMPLETE}
     cluster.stop("fast")  # type: ignore[attr-defined]  # every connection is cut
     time.sleep(4.0)
     cluster.start()  # type: ignore[attr-defined]
     assert pool.wait(timeout=300) == 0, log.read_text()[-3000:]
 
-    trials = _trials(url)
+    trials = trials_of(url)
     after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
     assert before.items() <= after.items()  # every trial completed before the restart is kept
     assert _states(trials) == Counter(COMPLETE=3)
@@ -317,8 +284,8 @@ def test_sigterm_stops_a_worker_within_the_grace_period_and_requeues_its_trial(
 ) -> None:
     url = f"{pg_url}?{FAST_HEARTBEAT}"
     log = tmp_path / "w.log"
-    worker = _start(_search(tiny_study, "--storage", url, "--n-trials", "4"), log)
-    _wait_for("a trial to start", lambda: _running(url) == 1)
+    worker = start_worker(search_argv(tiny_study, "--storage", url, "--n-trials", "4"), log)
+    wait_for("a trial to start", lambda: _running(url) == 1)
     time.sleep(1.0)  # inside the trial, not at its edge
     worker.send_signal(signal.SIGTERM)
     sent = time.monotonic()
@@ -328,7 +295,7 @@ def test_sigterm_stops_a_worker_within_the_grace_period_and_requeues_its_trial(
     assert code == 128 + signal.SIGTERM, output[-3000:]
     print(f"SIGTERM -> exit: {took:.1f}s")
     assert took < DOCKER_STOP_TIMEOUT, f"took {took:.1f}s"
-    trials = _trials(url)
+    trials = trials_of(url)
     assert _states(trials)["RUNNING"] == 0
     if "failed and re-queued" in output:
         failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -362,10 +329,10 @@ def test_sigkill_of_a_pools_parent_stops_its_workers_and_requeues_their_trials(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'orphans.db'}"
     log = tmp_path / "pool.log"
-    parent = _start(
-        _search(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "8"), log
+    parent = start_worker(
+        search_argv(tiny_study, "--storage", url, "--workers", "2", "--n-trials", "8"), log
     )
-    _wait_for("both workers mid-trial", lambda: _running(url) == 2, timeout=240)
+    wait_for("both workers mid-trial", lambda: _running(url) == 2, timeout=240)
     time.sleep(1.0)  # inside the trials, not at their edges
     children = _children(parent.pid)
     assert len(children) == 2
@@ -375,7 +342,7 @@ def test_sigkill_of_a_pools_parent_stops_its_workers_and_requeues_their_trials(
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in children), "workers outlived their killed parent"
-    trials = _trials(url)
+    trials = trials_of(url)
     assert _states(trials)["FAIL"] >= 1, _states(trials)  # they were stopped mid-trial
     _requeued_cleanly(trials)
 
@@ -385,9 +352,9 @@ def test_a_worker_whose_stdout_closes_finishes_its_budget(
     tiny_study: Path, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'head.db'}"
-    argv = _search(tiny_study, "--storage", url, "--n-trials", "2")
+    argv = search_argv(tiny_study, "--storage", url, "--n-trials", "2")
     worker = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_env(), cwd=ROOT
     )
     assert worker.stdout is not None
     worker.stdout.read(150)  # what `lstm-tune search ... | head -c 150` reads
@@ -395,7 +362,7 @@ def test_a_worker_whose_stdout_closes_finishes_its_budget(
     _, err = worker.communicate(timeout=300)
     assert worker.returncode == 0, err.decode()[-3000:]
     assert b"Traceback" not in err
-    assert _states(_trials(url)) == Counter(COMPLETE=2)
+    assert _states(trials_of(url)) == Counter(COMPLETE=2)
 
 
 def _children(pid: int) -> list[int]:
@@ -422,12 +389,12 @@ def test_a_password_in_the_storage_url_appears_nowhere(
     user, where = rest.split("@", 1)
     url = f"{scheme}://{user}:{user_secret}@{where}?password={query_secret}"
     # A careful user keeps the URL off the command line: the environment variable.
-    env = {**_env(), "LSTM_TUNE_STORAGE": url}
+    env = {**worker_env(), "LSTM_TUNE_STORAGE": url}
     seen: list[str] = []
     log = tmp_path / "pool.log"
     with log.open("wb") as out:
         pool = subprocess.Popen(
-            _search(tiny_study, "--workers", "2", "--n-trials", "2"),
+            search_argv(tiny_study, "--workers", "2", "--n-trials", "2"),
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )  # fmt: skip
     while pool.poll() is None:  # every process's command line, as `ps` shows them to any user
@@ -479,7 +446,7 @@ def slow_trial_study(tiny_study: Path) -> Path:
 
 
 def _epochs_of_the_running_trial(url: str) -> int:
-    running = [t for t in _trials(url) if t.state == TrialState.RUNNING]
+    running = [t for t in trials_of(url) if t.state == TrialState.RUNNING]
     return len(running[0].intermediate_values) if running else 0
 
 
@@ -513,8 +480,10 @@ def test_a_storage_that_stops_taking_writes_mid_trial_is_one_line_and_loses_no_t
     try:
         url = f"sqlite:///{volume / 'study.db'}?{FAST_HEARTBEAT}"
         log = tmp_path / "worker.log"
-        worker = _start(_search(slow_trial_study, "--storage", url, "--n-trials", "1"), log)
-        _wait_for("a trial's second epoch", lambda: _epochs_of_the_running_trial(url) >= 2)
+        worker = start_worker(
+            search_argv(slow_trial_study, "--storage", url, "--n-trials", "1"), log
+        )
+        wait_for("a trial's second epoch", lambda: _epochs_of_the_running_trial(url) >= 2)
         if fault == "read-only":
             # The tmpfs itself cannot be remounted read-only while the worker holds its file
             # open for writing; a read-only bind over it leaves that open file writable but
@@ -539,12 +508,12 @@ def test_a_storage_that_stops_taking_writes_mid_trial_is_one_line_and_loses_no_t
         assert _epochs_of_the_running_trial(url) >= 2  # stranded: nobody could end it
         time.sleep(3.5)  # the URL's grace_period: its heartbeat is now stale
         recovery = subprocess.run(
-            _search(slow_trial_study, "--storage", url, "--n-trials", "1"),
-            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=180,
+            search_argv(slow_trial_study, "--storage", url, "--n-trials", "1"),
+            capture_output=True, text=True, env=worker_env(), cwd=ROOT, timeout=180,
         )  # fmt: skip
         assert recovery.returncode == 0, recovery.stderr[-3000:]
         assert "failed and its params re-queued" in recovery.stderr
-        trials = _trials(url)
+        trials = trials_of(url)
         _requeued_cleanly(trials)
         assert _states(trials) == Counter({"FAIL": 1, "COMPLETE": 1}), _states(trials)
     finally:

@@ -23,7 +23,7 @@ from lstm_tune.tuning.studies import WORKER_ATTR
 from tests.helpers import write_slice
 from tests.helpers.servers import storage_proxy
 from tests.helpers.studies import write_study
-from tests.integration.test_pool import _search, _start, _trials, _wait_for
+from tests.helpers.workers import search_argv, start_worker, trials_of, wait_for
 
 # The settings; the pause is the 12 s, past the 8 s grace period.
 HEARTBEAT = "heartbeat_interval=2&grace_period=8"
@@ -107,33 +107,33 @@ def test_a_worker_whose_trial_was_taken_while_paused_goes_on_with_the_next(
         if via == "proxy":
             address = stack.enter_context(storage_proxy(database, proxy_log))
             url = f"{address}?heartbeat_interval=2&retry_timeout=30"
-        argv = _search(taken_study, "--storage", url, "--n-trials", str(BUDGET))
-        victim = _start(argv, logs[0])
+        argv = search_argv(taken_study, "--storage", url, "--n-trials", str(BUDGET))
+        victim = start_worker(argv, logs[0])
         stack.callback(victim.kill)
 
         def running_with_a_heartbeat() -> list[FrozenTrial]:
             # Over a heartbeat interval into its trial: its heartbeat is in the database.
             return [
                 t
-                for t in _trials(database)
+                for t in trials_of(database)
                 if t.state == TrialState.RUNNING and time.time() - t.datetime_start.timestamp() > 3  # type: ignore[union-attr]
             ]
 
-        _wait_for("the victim mid-trial", lambda: bool(running_with_a_heartbeat()), 120)
+        wait_for("the victim mid-trial", lambda: bool(running_with_a_heartbeat()), 120)
         if via == "direct":  # behind the proxy, the proxy holds the transactions
             _pause_outside_a_transaction(victim, database)
         else:
             victim.send_signal(signal.SIGSTOP)
         paused_at = time.monotonic()
         (held,) = running_with_a_heartbeat()
-        other = _start(argv, logs[1])
+        other = start_worker(argv, logs[1])
         stack.callback(other.kill)
 
         def taken() -> FrozenTrial | None:
-            trial = next(t for t in _trials(database) if t.number == held.number)
+            trial = next(t for t in trials_of(database) if t.number == held.number)
             return trial if trial.state == TrialState.FAIL else None
 
-        _wait_for("the paused worker's trial to be failed as stale", lambda: bool(taken()), 60)
+        wait_for("the paused worker's trial to be failed as stale", lambda: bool(taken()), 60)
         time.sleep(max(0.0, paused_at + PAUSE_SECONDS - time.monotonic()))
         before = taken()
         assert before is not None
@@ -155,7 +155,7 @@ def test_a_worker_whose_trial_was_taken_while_paused_goes_on_with_the_next(
     about_it = re.compile(rf"\btrial\s+{held.number}\b", re.IGNORECASE)
     assert not [line for line in out_lines[said[0] + 1 :] if about_it.search(line)]
 
-    trials = _trials(database)
+    trials = trials_of(database)
     states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == BUDGET
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states

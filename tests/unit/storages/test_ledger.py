@@ -4,63 +4,17 @@ trials change state (on Optuna's in-memory storage, so no database is involved).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import InMemoryStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from lstm_tune.storages import HeldTrial, held_trials, ledger
-from lstm_tune.storages.ledger import TrialLedger, TrialTaken, hold, noticed_taken, taken_trial
-
-
-class _LedgerStorage(TrialLedger, InMemoryStorage, BaseHeartbeat):
-    """The mixin on Optuna's in-memory storage; ``lost_answers`` plays a retrying storage
-    whose first write committed but whose answer was lost; ``beats`` the heartbeats sent
-    (every ``interval`` seconds) and ``reads`` the trials read."""
-
-    stale_failed_by = "by a test while this one ran it"
-    stale_checked_by = "a test's stale-trial check"
-
-    def __init__(self, interval: int = 1) -> None:
-        super().__init__()
-        self.lost_answers = 0
-        self.interval = interval
-        self.beats: list[int] = []
-        self.reads = 0
-
-    def _send_heartbeat(self, trial_id: int) -> None:
-        self.beats.append(trial_id)
-
-    def get_trial(self, trial_id: int) -> Any:
-        self.reads += 1
-        return super().get_trial(trial_id)
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        return []
-
-    def get_heartbeat_interval(self) -> int:
-        return self.interval
-
-    def get_heartbeat_stale_trial_callback(self) -> None:
-        return None
-
-    def get_study_id_of_trial(self, trial_id: int) -> int:
-        """The study holding ``trial_id``, found through the public API."""
-        for study in self.get_all_studies():
-            if any(t._trial_id == trial_id for t in self.get_all_trials(study._study_id)):
-                return study._study_id
-        raise KeyError(trial_id)
-
-    def _write_trial_state(self, write: Callable[[], bool]) -> bool:
-        while self.lost_answers:
-            self.lost_answers -= 1
-            write()  # committed; the caller never hears of it and tries again
-        return write()
+from lstm_tune.storages.ledger import TrialTaken, hold, noticed_taken, taken_trial
+from tests.helpers.ledger import LedgerStorage
 
 
 @pytest.fixture(autouse=True)
@@ -73,11 +27,11 @@ def own_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def storage() -> _LedgerStorage:
-    return _LedgerStorage()
+def storage() -> LedgerStorage:
+    return LedgerStorage()
 
 
-def _new_trial(storage: _LedgerStorage, state: TrialState = TrialState.WAITING) -> int:
+def _new_trial(storage: LedgerStorage, state: TrialState = TrialState.WAITING) -> int:
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name="s")
     trial_id = storage.create_new_trial(study_id)
     if state != TrialState.RUNNING:
@@ -86,7 +40,7 @@ def _new_trial(storage: _LedgerStorage, state: TrialState = TrialState.WAITING) 
 
 
 def test_a_trial_moved_to_running_is_held_and_released_when_it_finishes(
-    storage: _LedgerStorage,
+    storage: LedgerStorage,
 ) -> None:
     trial_id = _new_trial(storage)  # WAITING: not held
     assert held_trials() == []
@@ -98,7 +52,7 @@ def test_a_trial_moved_to_running_is_held_and_released_when_it_finishes(
 
 
 @pytest.mark.parametrize("end", [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
-def test_every_finished_state_releases(storage: _LedgerStorage, end: TrialState) -> None:
+def test_every_finished_state_releases(storage: LedgerStorage, end: TrialState) -> None:
     trial_id = _new_trial(storage)
     storage.set_trial_state_values(trial_id, TrialState.RUNNING)
     storage.set_trial_state_values(trial_id, end, [1.0] if end == TrialState.COMPLETE else None)
@@ -106,7 +60,7 @@ def test_every_finished_state_releases(storage: _LedgerStorage, end: TrialState)
 
 
 def test_a_retry_that_finds_its_own_earlier_write_counts_as_done(
-    storage: _LedgerStorage,
+    storage: LedgerStorage,
 ) -> None:
     trial_id = _new_trial(storage)
     storage.set_trial_state_values(trial_id, TrialState.RUNNING)
@@ -117,7 +71,7 @@ def test_a_retry_that_finds_its_own_earlier_write_counts_as_done(
 
 
 def test_a_held_trial_failed_as_stale_meanwhile_is_given_up_with_a_warning(
-    storage: _LedgerStorage, caplog: pytest.LogCaptureFixture
+    storage: LedgerStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
     trial_id = _new_trial(storage)
     storage.set_trial_state_values(trial_id, TrialState.RUNNING)
@@ -133,7 +87,7 @@ def test_a_held_trial_failed_as_stale_meanwhile_is_given_up_with_a_warning(
 
 
 def test_a_finished_trial_this_process_does_not_hold_stays_an_error(
-    storage: _LedgerStorage,
+    storage: LedgerStorage,
 ) -> None:
     failed = _new_trial(storage, TrialState.FAIL)
     with pytest.raises(UpdateFinishedTrialError):
@@ -147,12 +101,12 @@ def test_a_finished_trial_this_process_does_not_hold_stays_an_error(
         storage.set_trial_state_values(done, TrialState.FAIL)
 
 
-def test_hold_records_the_trial_its_study_and_storage(storage: _LedgerStorage) -> None:
+def test_hold_records_the_trial_its_study_and_storage(storage: LedgerStorage) -> None:
     hold(storage, 7, 3)
     assert held_trials() == [HeldTrial(trial_id=7, study_id=3, storage=storage)]
 
 
-def _held(storage: _LedgerStorage, study: str = "s") -> int:
+def _held(storage: LedgerStorage, study: str = "s") -> int:
     """A trial of a new study ``study`` that this process moved to RUNNING (so holds)."""
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name=study)
     trial_id = storage.create_new_trial(study_id)
@@ -162,13 +116,13 @@ def _held(storage: _LedgerStorage, study: str = "s") -> int:
     return trial_id
 
 
-def _fail_as_stale(storage: _LedgerStorage, trial_id: int) -> None:
+def _fail_as_stale(storage: LedgerStorage, trial_id: int) -> None:
     """What another worker's stale-trial check does to a trial this process holds."""
     InMemoryStorage.set_trial_state_values(storage, trial_id, TrialState.FAIL)
 
 
 def test_a_held_trial_failed_by_another_process_is_taken_and_released(
-    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+    storage: LedgerStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial_id = _held(storage)
     assert taken_trial(trial_id) is None  # still RUNNING: still this process's
@@ -185,7 +139,7 @@ def test_a_held_trial_failed_by_another_process_is_taken_and_released(
     assert noticed_taken(trial_id) is taken and taken_trial(trial_id) is taken
 
 
-def test_a_trial_not_held_or_finished_otherwise_is_not_taken(storage: _LedgerStorage) -> None:
+def test_a_trial_not_held_or_finished_otherwise_is_not_taken(storage: LedgerStorage) -> None:
     assert taken_trial(_new_trial(storage, TrialState.FAIL)) is None  # not held
     done = _held(storage, "t")
     InMemoryStorage.set_trial_state_values(storage, done, TrialState.COMPLETE, [1.0])
@@ -193,7 +147,7 @@ def test_a_trial_not_held_or_finished_otherwise_is_not_taken(storage: _LedgerSto
 
 
 def test_an_on_time_heartbeat_reads_nothing_and_a_late_one_notices_a_taken_trial(
-    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+    storage: LedgerStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial_id = _held(storage)
     storage.record_heartbeat(trial_id)
@@ -209,7 +163,7 @@ def test_an_on_time_heartbeat_reads_nothing_and_a_late_one_notices_a_taken_trial
 
 
 def test_a_late_heartbeat_of_a_trial_still_running_is_sent(
-    storage: _LedgerStorage, monkeypatch: pytest.MonkeyPatch
+    storage: LedgerStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trial_id = _held(storage)
     clock = ledger.time.monotonic()

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from lstm_tune.storages import ledger
 from lstm_tune.storages.ledger import TrialTaken
 from lstm_tune.tuning.worker import _own_trials_only
-from tests.unit.storages.test_ledger import _LedgerStorage
+from tests.helpers.ledger import LedgerStorage
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +25,8 @@ def own_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _study() -> tuple[optuna.study.Study, _LedgerStorage]:
-    storage = _LedgerStorage()
+def _study() -> tuple[optuna.study.Study, LedgerStorage]:
+    storage = LedgerStorage()
     study = optuna.create_study(storage=storage)
     study.enqueue_trial({"x": 1.0})  # WAITING, then moved to RUNNING: held by the ledger
     return study, storage

@@ -1,0 +1,59 @@
+"""Worker processes for the pool tests: the command of one, its environment, starting one
+with its output in a log, the trials it left in a storage, and waiting for a condition."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from optuna.trial import FrozenTrial
+
+from lstm_tune.storages import open_storage
+from tests.helpers import ROOT
+
+__all__ = ["search_argv", "start_worker", "trials_of", "wait_for", "worker_env"]
+
+
+def search_argv(study: Path, *args: str) -> list[str]:
+    """``lstm-tune search STUDY ARGS`` with the study's own artifact dir."""
+    return [
+        sys.executable, "-m", "lstm_tune.cli", "search", str(study),
+        "--artifact-dir", str(study.parent / "artifacts"), *args,
+    ]  # fmt: skip
+
+
+def worker_env() -> dict[str, str]:
+    """This environment, this checkout importable, no storage URL inherited."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
+
+
+def start_worker(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` from the checkout, its output into ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=worker_env(), cwd=ROOT
+        )
+
+
+def trials_of(url: str, name: str = "pool") -> list[FrozenTrial]:
+    """Every trial of study ``name`` in the storage at ``url``."""
+    storage = open_storage(url)
+    study_id = storage.get_study_id_from_name(name)
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 180.0) -> None:
+    """Return once ``check()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except KeyError:
+            pass  # the study does not exist yet
+        time.sleep(0.2)  # how often the test looks at the database
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
