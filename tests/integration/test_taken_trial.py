@@ -38,7 +38,9 @@ TAKEN_LINE = re.compile(
 
 @pytest.fixture(scope="module")
 def taken_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """400 reviews, a 4-8 unit LSTM, 3 epochs: a trial lasts seconds, long enough to pause."""
+    """400 reviews, a 4-8 unit LSTM, 25 epochs: a trial lasts several seconds (about 8 on a
+    quiet 2-core machine; 3 epochs took 2.3 s there, too short to be caught mid-trial over a
+    heartbeat interval in)."""
     tmp = tmp_path_factory.mktemp("taken")
     data = write_slice(shared_data, tmp / "slice.csv", 100)
     return write_study(
@@ -51,7 +53,7 @@ def taken_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "validation_split": 0.25,
             "cache_dir": str(tmp / "cache"),
         },
-        training={"epochs": 3},
+        training={"epochs": 25},
         search={"n_trials": BUDGET, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
     )
 
