@@ -3,17 +3,22 @@
 Runs the real commands a user runs, each a fresh process: ``lstm-tune search STUDY --timeout
 BUDGET`` on a new SQLite file, ``export-best``, ``train``. Prints (and with ``--write`` puts
 into BENCHMARKS.md under ``## task_search_<study name>``) the best validation value at each
-minute mark, the trials' fates, and the test metrics of the retrained best config beside the
-task's trivial baseline.
+minute mark, the trials' fates, which knobs mattered (Optuna's fANOVA importances over the
+completed trials), and the test metrics of the retrained best config beside the task's trivial
+baseline.
 
     python benchmarks/task_search.py studies/imdb_rating.yaml \
-        --data-path ../shared/data/imdb_50k.csv.gz --budget 1800 --write
+        --data-path ../shared/data/imdb_50k.csv.gz --budget 1800 --workers auto --write
+
+``--search-args`` and ``--train-args`` pass more flags through (e.g. ``--train-args "--epochs
+50"``); ``--section`` names the BENCHMARKS.md section when one study is run several ways.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -64,12 +69,26 @@ def best_over_time(study: optuna.Study, direction: str) -> list[tuple[float, flo
     return out
 
 
+def importance_table(study: optuna.Study) -> str:
+    """A markdown table of Optuna's parameter importances, or why there is none."""
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as exc:  # fewer than two completed trials, one value
+        return f"(no importances: {exc})"
+    rows = [f"| {name} | {value:.3f} |" for name, value in importances.items()]
+    return "\n".join(["| parameter | importance |", "|---|---:|", *rows])
+
+
 def main() -> None:
     """Parse flags, run search → export-best → train, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study YAML file")
     parser.add_argument("--data-path", help="local data file (passed to search and train)")
     parser.add_argument("--budget", type=float, default=1800, help="search seconds")
+    parser.add_argument("--workers", default="1", help="search --workers (a number or auto)")
+    parser.add_argument("--search-args", default="", help="more flags for search, one string")
+    parser.add_argument("--train-args", default="", help="more flags for train, one string")
+    parser.add_argument("--section", help="section name (default task_search_<study name>)")
     parser.add_argument("--workdir", help="where the run's files go (default: a temp dir)")
     parser.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
@@ -91,11 +110,15 @@ def main() -> None:
             str(args.budget),
             "--artifact-dir",
             str(work / "artifacts"),
+            "--workers",
+            args.workers,
+            *shlex.split(args.search_args),
         ],
         log,
     )
     run(["export-best", "--study-name", spec.name, *common, "-o", str(work / "best.yaml")], log)
-    train_s = run(["train", str(work / "best.yaml"), "--out", str(work / "best"), *data], log)
+    train = ["train", str(work / "best.yaml"), "--out", str(work / "best"), *data]
+    train_s = run([*train, *shlex.split(args.train_args)], log)
     metrics = json.loads((work / "best" / "metrics.json").read_text())
 
     study = optuna.load_study(study_name=spec.name, storage=storage)
@@ -123,10 +146,14 @@ def main() -> None:
         for k in scores
         if isinstance(metrics[k], float)
     )
-    data_flag = f" --data-path {args.data_path}" if args.data_path else ""
-    body = f"""## task_search_{spec.name}
+    flags = f" --data-path {args.data_path}" if args.data_path else ""
+    flags += f" --workers {args.workers}" if args.workers != "1" else ""
+    flags += f" --search-args {shlex.quote(args.search_args)}" if args.search_args else ""
+    flags += f" --train-args {shlex.quote(args.train_args)}" if args.train_args else ""
+    section = args.section or f"task_search_{spec.name}"
+    body = f"""## {section}
 
-Command: `python benchmarks/task_search.py {args.study}{data_flag} --budget {args.budget:.0f}`
+Command: `python benchmarks/task_search.py {args.study}{flags} --budget {args.budget:.0f}`
 Commit {git_revision()}; machine: {machine_line()}. One run.
 
 Search: {search_s / 60:.1f} min wall (budget {args.budget / 60:.0f} min, trials in flight at the
@@ -134,6 +161,11 @@ budget finish), {len(trials)} trials: {states[TrialState.COMPLETE]} complete,
 {states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed.
 Best: trial {best.number}, {metric} {best.value:.4f} at epoch {best.user_attrs.get("best_epoch")},
 params {json.dumps(best.params)}.
+
+Which knobs mattered (fANOVA importance of each searched parameter for {metric}, over the
+completed trials):
+
+{importance_table(study)}
 
 Best {metric} so far (completed trials), by minute since the search started:
 
@@ -149,7 +181,7 @@ examples), test split:
 |---|---:|---:|
 {rows}
 """
-    publish(f"task_search_{spec.name}", body, args.write)
+    publish(section, body, args.write)
     print(f"files in {work}")
 
 
