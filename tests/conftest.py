@@ -15,6 +15,31 @@ from tests.helpers import pg as _pg
 from tests.helpers.studies import StudyFile, write_study
 
 
+@pytest.fixture(autouse=True)
+def training_is_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that trains a model in this process without the ``slow`` marker, so
+    ``-m "not slow"`` stays the fast suite. (Training in a child process is not seen here.)"""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import keras
+
+    fits: list[str] = []
+    original = keras.Model.fit
+
+    def counting_fit(self: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        fits.append(self.name)
+        return original(self, *args, **kwargs)
+
+    keras.Model.fit = counting_fit  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        keras.Model.fit = original  # type: ignore[method-assign]
+    if fits:
+        pytest.fail(f"trains a model ({fits[0]}) but is not marked slow", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The full IMDB corpus (50,000 labelled reviews) shared with the project."""

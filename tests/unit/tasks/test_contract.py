@@ -199,6 +199,7 @@ def test_the_tiny_task_writes_only_the_contract() -> None:
     assert written == set(Task.__abstractmethods__)
 
 
+@pytest.mark.slow
 def test_a_task_of_only_the_contract_runs_search_train_report_and_predict(
     sum_sign: SumSign, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,6 +69,7 @@ class _Kept:
         raise AssertionError("a fixed config with the default pruner is never pruned here")
 
 
+@pytest.mark.slow
 def test_one_worker_runs_the_budget_and_says_what_it_does(
     imdb_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,6 +159,7 @@ def test_a_worker_count_is_checked_first(
         )
 
 
+@pytest.mark.slow
 def test_a_stop_while_a_trial_runs_releases_it_and_says_so_through_warn(
     imdb_slice: Path, tmp_path: Path
 ) -> None:
@@ -206,6 +208,7 @@ def test_a_pool_creates_the_study_once_and_launches_the_workers_the_caller_descr
     assert not (tmp_path / "artifacts").exists(), "a pool's parent runs no trial"
 
 
+@pytest.mark.slow
 def test_with_a_progress_stream_the_trial_lines_go_there(imdb_slice: Path, tmp_path: Path) -> None:
     said, shown = _Said(), io.StringIO()
     ended = run_study(
