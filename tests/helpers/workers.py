@@ -9,13 +9,46 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from lstm_tune.storages import open_storage
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_slice
+from tests.helpers.studies import write_study
 
-__all__ = ["search_argv", "start_worker", "trials_of", "wait_for", "worker_env"]
+__all__ = [
+    "review_study", "search_argv", "start_worker", "trials_of", "wait_for", "worker_env",
+]  # fmt: skip
+
+
+def review_study(
+    directory: Path,
+    corpus: Path,
+    *,
+    name: str,
+    seed: int,
+    epochs: int,
+    search: dict[str, Any],
+    max_features: int = 1000,
+) -> Path:
+    """A study whose trials take seconds, for tests of worker processes: 400 real reviews of
+    ``corpus`` (100 per split and class), the default tiny space (a 4-8 unit LSTM), its data
+    cached in ``directory``; ``epochs`` sets how long a trial lasts."""
+    data = write_slice(corpus, directory / "slice.csv", 100)
+    return write_study(
+        directory,
+        name=name,
+        seed=seed,
+        data={
+            "path": str(data),
+            "max_features": max_features,
+            "validation_split": 0.25,
+            "cache_dir": str(directory / "cache"),
+        },
+        training={"epochs": epochs},
+        search=search,
+    )
 
 
 def search_argv(study: Path, *args: str) -> list[str]:

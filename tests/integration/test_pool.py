@@ -25,10 +25,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.runtime.stop import StopRequested, graceful_stop, stop_behind
 from lstm_tune.runtime.workers_and_threads import threads_for, usable_cores
-from tests.helpers import ROOT, require_or_skip, write_slice
+from tests.helpers import ROOT, require_or_skip
 from tests.helpers.servers import api_url, dashboard_process, get_json
 from tests.helpers.studies import write_study
-from tests.helpers.workers import search_argv, start_worker, trials_of, wait_for, worker_env
+from tests.helpers.workers import (
+    review_study,
+    search_argv,
+    start_worker,
+    trials_of,
+    wait_for,
+    worker_env,
+)  # fmt: skip
 
 # Fast failure detection for the tests; the product defaults are 10 s / 60 s.
 FAST_HEARTBEAT = "heartbeat_interval=1&grace_period=3"
@@ -121,21 +128,10 @@ def test_an_error_without_a_stop_is_not_taken_for_one() -> None:
 @pytest.fixture(scope="module")
 def tiny_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A study small enough that a trial takes seconds: 400 reviews, a 4-8 unit LSTM."""
-    tmp = tmp_path_factory.mktemp("pool")
-    data = write_slice(shared_data, tmp / "slice.csv", 100)
-    return write_study(
-        tmp,
-        name="pool",
-        seed=3,
-        data={
-            "path": str(data),
-            "max_features": 1000,
-            "validation_split": 0.25,
-            "cache_dir": str(tmp / "cache"),
-        },
-        training={"epochs": 2},
+    return review_study(
+        tmp_path_factory.mktemp("pool"), shared_data, name="pool", seed=3, epochs=2,
         search={"n_trials": 4, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
-    )
+    )  # fmt: skip
 
 
 def _states(trials: list[FrozenTrial]) -> Counter[str]:

@@ -20,10 +20,8 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.tuning.studies import WORKER_ATTR
-from tests.helpers import write_slice
 from tests.helpers.servers import storage_proxy
-from tests.helpers.studies import write_study
-from tests.helpers.workers import search_argv, start_worker, trials_of, wait_for
+from tests.helpers.workers import review_study, search_argv, start_worker, trials_of, wait_for
 
 # The issue's settings; the pause is the issue's 12 s, past the 8 s grace period.
 HEARTBEAT = "heartbeat_interval=2&grace_period=8"
@@ -41,21 +39,10 @@ def taken_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """400 reviews, a 4-8 unit LSTM, 25 epochs: a trial lasts several seconds (about 8 on a
     quiet 2-core machine; 3 epochs took 2.3 s there, too short to be caught mid-trial over a
     heartbeat interval in)."""
-    tmp = tmp_path_factory.mktemp("taken")
-    data = write_slice(shared_data, tmp / "slice.csv", 100)
-    return write_study(
-        tmp,
-        name="pool",
-        seed=5,
-        data={
-            "path": str(data),
-            "max_features": 1000,
-            "validation_split": 0.25,
-            "cache_dir": str(tmp / "cache"),
-        },
-        training={"epochs": 25},
+    return review_study(
+        tmp_path_factory.mktemp("taken"), shared_data, name="pool", seed=5, epochs=25,
         search={"n_trials": BUDGET, "sampler": {"name": "random"}, "pruner": {"name": "none"}},
-    )
+    )  # fmt: skip
 
 
 def _pause_outside_a_transaction(victim: subprocess.Popen[bytes], database: str) -> None:
