@@ -170,7 +170,11 @@ class CreateStudy(Command):
     parents = (study_file_flags,)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Only ``--accept-changes`` beyond the study file's flags."""
+        """``--data-path`` and ``--accept-changes`` beyond the study file's flags: the
+        settings of ``search`` that make up the study's spec, so a pool's ``init`` and its
+        workers can be given the same ones (a worker whose spec differs from the stored
+        study's stops with exit 2)."""
+        parser.add_argument("--data-path", help=DATA_PATH_HELP)
         add_accept_changes(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -182,7 +186,7 @@ class CreateStudy(Command):
         from lstm_tune.tuning.studies import open_study  # not worker's: no TensorFlow import
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        spec = load_with_overrides(args.study, None)
+        spec = load_with_overrides(args.study, args.data_path)
         study_name = args.study_name or spec.name
         storage = resolve_storage(args.storage, study_name, args.study)
         study = open_study(
