@@ -139,3 +139,29 @@ def test_a_storage_that_stays_unreachable_exits_4_not_2(
     assert EXIT_STORAGE_UNREACHABLE == 4
     err = capsys.readouterr().err
     assert err.startswith("lstm-tune: error: storage ") and "still unreachable" in err
+
+
+def test_a_pools_workers_get_the_tensorboard_flag_and_the_mlflow_uri_in_their_environment(
+    imdb_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: dict[str, object] = {}
+
+    def fake_pool(argv, count, *, say, env):  # type: ignore[no-untyped-def]
+        launched.update(argv=[list(argv(i)) for i in range(count)], env=env)
+        return PoolResult([0, 0], None)
+
+    monkeypatch.setattr(run_module, "run_pool", fake_pool)
+    monkeypatch.setenv("LSTM_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LSTM_TUNE_MLFLOW_TRACKING_URI", raising=False)
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "p", "data": {"path": str(imdb_slice)},
+                                     "space": TINY_SPACE}))  # fmt: skip
+    uri = "http://alice:s3cret@mlflow.example:5000"
+    argv = ["search", str(study), "--storage", f"sqlite:///{tmp_path / 'p.db'}", "--workers",
+            "2", "--tensorboard", "boards", "--mlflow-tracking-uri", uri]  # fmt: skip
+    assert main(argv) == 0
+    for worker_argv in launched["argv"]:  # type: ignore[attr-defined]
+        assert worker_argv[worker_argv.index("--tensorboard") + 1] == "boards"
+        assert not any("s3cret" in part for part in worker_argv)
+    env = launched["env"]
+    assert isinstance(env, dict) and env["LSTM_TUNE_MLFLOW_TRACKING_URI"] == uri
