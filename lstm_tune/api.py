@@ -111,6 +111,7 @@ def search(
     and re-queued the running trial.
     """
     from lstm_tune.results.artifacts import TrialArtifacts
+    from lstm_tune.results.tracking import trial_observers
     from lstm_tune.storages import absolute_url
     from lstm_tune.tuning.run import ArtifactDir, PoolFinished, Stopped, run_study
 
@@ -138,6 +139,7 @@ def search(
             artifacts=ArtifactDir(artifacts, TrialArtifacts),
             launch=launch,
             accept_changes=accept_changes,
+            observers=trial_observers(spec, name),
         )
     if isinstance(ended, Stopped):
         raise KeyboardInterrupt(
@@ -172,8 +174,9 @@ def _pool_launch(
     workers: int | str,
 ) -> Iterator[WorkerLaunch | None]:
     """How a local pool starts its workers: ``lstm-tune search`` on the spec written to a
-    temporary study file (the spec as given, overrides applied), the storage URL in their
-    environment. None for one worker, which runs in this process."""
+    temporary study file (the spec as given, overrides and machine settings such as
+    TensorBoard and MLflow included: the directory is private to this user), the storage URL
+    in their environment. None for one worker, which runs in this process."""
     if workers == 1:
         yield None
         return
@@ -181,7 +184,8 @@ def _pool_launch(
 
     with tempfile.TemporaryDirectory(prefix="lstm-tune-pool-") as tmp:
         file = Path(tmp) / f"{spec.name}.yaml"
-        file.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+        doc = spec_to_dict(spec, local=True)
+        file.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         flags: list[str] = ["--study-name", study_name, "--artifact-dir", artifact_dir]
         data = getattr(spec.data, "path", None)
         if data is not None:  # a flag: the environment's $LSTM_TUNE_DATA_PATH must not win
@@ -295,12 +299,16 @@ class SearchResult:
         from lstm_tune.results.evaluate import retrain_and_evaluate, summary
         from lstm_tune.results.inference import load_model
         from lstm_tune.results.report import write_train_report
+        from lstm_tune.results.tracking import log_final_model, require_mlflow
 
         if config is not None:
             spec = load_study_file(config, data_path=data_path)
             spec.fixed_params()  # a search space cannot be trained: say so before the data
         else:
             spec = self._best_config(data_path)
+        tracking = self.spec.tracking.mlflow
+        if tracking is not None:
+            require_mlflow("tracking.mlflow")
         evaluation = retrain_and_evaluate(spec, out_dir, refit_full=refit_full)
         self.say(summary(evaluation.metrics))
         if evaluation.metrics.get("beats_baseline") is False:
@@ -310,6 +318,10 @@ class SearchResult:
             Path(evaluation.out_dir) / "report.html",
             title=f"Test-set report: {self.study_name}",
         )
+        if tracking is not None:  # the search's MLflow settings: trials and model side by side
+            log_final_model(
+                tracking, self.study_name, spec.fixed_params(), evaluation.metrics, out_dir
+            )
         return load_model(evaluation.out_dir)
 
     def _best_config(self, data_path: str | None) -> StudySpec:

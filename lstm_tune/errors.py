@@ -1,4 +1,5 @@
-"""Errors that lstm-tune raises on purpose; the CLI turns each into one line and exit code 2."""
+"""Errors that lstm-tune raises on purpose; the CLI turns each into one line and exit code 2
+(4 for :class:`StorageUnreachable`: the one kind that waiting, or a restart, may cure)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ class DataError(LstmTuneError):
 
 class StorageError(LstmTuneError):
     """The Optuna storage cannot be reached or does not hold what was asked for."""
+
+
+class StorageUnreachable(StorageError):
+    """The storage stayed unreachable for the whole retry timeout (a server down, a network
+    cut): not the input's fault, so a pool restarts the worker instead of stopping it."""
 
 
 def exception_chain(

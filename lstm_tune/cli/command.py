@@ -14,6 +14,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_SIGNAL_BASE",
+    "EXIT_STORAGE_UNREACHABLE",
     "EXIT_USAGE",
     "PROG",
     "Command",
@@ -25,11 +26,16 @@ __all__ = [
 ]
 
 PROG = "lstm-tune"
+# What each exit code tells a pool's supervisor (compose's restart policy, a Kubernetes Job's
+# podFailurePolicy): restart on every code but EXIT_USAGE, which no restart can cure.
 EXIT_OK = 0
-# A problem the user can fix: a bad flag, study file, data file or storage URL.
+# A problem the user can fix: a bad flag, study file, data file or storage URL, or a study file
+# that disagrees with the stored study.
 EXIT_USAGE = 2
 # search stopped short of its budget because trials kept failing (data, memory, a bug).
 EXIT_GAVE_UP = 3
+# The storage stayed unreachable for its whole retry timeout (errors.StorageUnreachable).
+EXIT_STORAGE_UNREACHABLE = 4
 # A process ended by signal N exits with this plus N, as a shell reports it.
 EXIT_SIGNAL_BASE = 128
 # Ctrl-C outside a search's graceful stop (128 + SIGINT).

@@ -20,13 +20,21 @@ from lstm_tune.api import (
     default_storage,
     study_dir,
 )
-from lstm_tune.config import StudySpec, load_spec, with_data, with_data_path
+from lstm_tune.config import (
+    MlflowSpec,
+    StudySpec,
+    TrackingSpec,
+    load_spec,
+    with_data,
+    with_data_path,
+)
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads, parse_threads
 
 __all__ = [
     "ARTIFACT_DIR_ENV",
     "CACHE_ENV",
     "DATA_PATH_ENV",
+    "MLFLOW_URI_ENV",
     "STORAGE_ENV",
     "STUDIES_DIR",
     "default_artifact_dir_text",
@@ -41,6 +49,7 @@ __all__ = [
     "study_dir",
     "study_dir_text",
     "threads_from_env",
+    "with_observers",
     "with_overrides",
     "worker_environment",
 ]
@@ -48,6 +57,8 @@ __all__ = [
 CACHE_ENV = "LSTM_TUNE_CACHE_DIR"
 ARTIFACT_DIR_ENV = "LSTM_TUNE_ARTIFACT_DIR"
 DATA_PATH_ENV = "LSTM_TUNE_DATA_PATH"
+# An MLflow tracking URI may hold a password: a pool's workers get it here, never in argv.
+MLFLOW_URI_ENV = "LSTM_TUNE_MLFLOW_TRACKING_URI"
 
 
 def study_dir_text(*, study_file: bool) -> str:
@@ -77,11 +88,15 @@ def resolve_storage(flag: str | None, study_name: str, study_file: str | None = 
     return given_storage(flag) or default_storage(study_name, study_file)
 
 
-def worker_environment(storage: str) -> dict[str, str]:
+def worker_environment(storage: str, spec: StudySpec | None = None) -> dict[str, str]:
     """This process's environment for a pool's worker processes, with the storage URL in
-    ``$LSTM_TUNE_STORAGE``: a URL may hold a password, and a command line is readable by
-    every user of the machine."""
-    return {**os.environ, STORAGE_ENV: storage}
+    ``$LSTM_TUNE_STORAGE`` (and ``spec``'s MLflow tracking URI, if any, in
+    ``$LSTM_TUNE_MLFLOW_TRACKING_URI``): a URL may hold a password, and a command line is
+    readable by every user of the machine."""
+    env = {**os.environ, STORAGE_ENV: storage}
+    if spec is not None and spec.tracking.mlflow is not None:
+        env[MLFLOW_URI_ENV] = spec.tracking.mlflow.tracking_uri
+    return env
 
 
 def resolve_artifact_dir(flag: str | None, study_file: str | None = None) -> str:
@@ -120,6 +135,26 @@ def with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
         spec = with_data_path(spec, data_path)
     if "cache_dir" in type(spec.data).model_fields and spec.data.cache_dir is None:
         spec = with_data(spec, cache_dir=default_cache_dir())
+    return spec
+
+
+def with_observers(
+    spec: StudySpec, *, tensorboard: str | None = None, mlflow_uri: str | None = None
+) -> StudySpec:
+    """``spec`` with what watches its trials by precedence: ``--tensorboard`` (made absolute)
+    > ``training.tensorboard``; ``--mlflow-tracking-uri`` > ``$LSTM_TUNE_MLFLOW_TRACKING_URI``
+    > ``tracking.mlflow.tracking_uri`` (the file's experiment kept)."""
+    if tensorboard:
+        training = spec.training.model_copy(
+            update={"tensorboard": str(Path(tensorboard).resolve())}
+        )
+        spec = spec.model_copy(update={"training": training})
+    uri = mlflow_uri or os.environ.get(MLFLOW_URI_ENV) or None
+    if uri is not None:
+        given = spec.tracking.mlflow
+        experiment = given.experiment if given is not None else None
+        mlflow = MlflowSpec(tracking_uri=uri, experiment=experiment)
+        spec = spec.model_copy(update={"tracking": TrackingSpec(mlflow=mlflow)})
     return spec
 
 

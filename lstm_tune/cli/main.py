@@ -1,6 +1,7 @@
 """The ``lstm-tune`` entry point: the parser built from the command registry, and the one place
-where errors become exit codes (0 ok, 2 a problem the user can fix, 3 gave up, 130
-interrupted; a search stopped by a signal ends with 128 + its number)."""
+where errors become exit codes (0 ok, 2 a problem the user can fix, 3 gave up, 4 the storage
+stayed unreachable, 130 interrupted; a search stopped by a signal ends with 128 + its number;
+an unexpected error's traceback exits 1)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any, TextIO
 
 from lstm_tune.cli.command import (
     EXIT_INTERRUPTED,
+    EXIT_STORAGE_UNREACHABLE,
     EXIT_USAGE,
     PROG,
     OneLineErrorParser,
     error,
 )
 from lstm_tune.cli.commands import COMMANDS
-from lstm_tune.errors import LstmTuneError
+from lstm_tune.errors import LstmTuneError, StorageUnreachable
 
 __all__ = ["build_parser", "main", "version"]
 
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         error(str(exc))
-        return EXIT_USAGE
+        return EXIT_STORAGE_UNREACHABLE if isinstance(exc, StorageUnreachable) else EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

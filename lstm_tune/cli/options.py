@@ -17,6 +17,7 @@ from lstm_tune.cli.command import OneLineErrorParser
 from lstm_tune.cli.env import (
     ARTIFACT_DIR_ENV,
     DATA_PATH_ENV,
+    MLFLOW_URI_ENV,
     STORAGE_ENV,
     default_artifact_dir_text,
     default_storage_text,
@@ -28,6 +29,7 @@ __all__ = [
     "DATA_PATH_HELP",
     "add_accept_changes",
     "add_artifact_dir",
+    "add_mlflow_tracking_uri",
     "add_storage",
     "add_study_file",
     "positive_int",
@@ -66,6 +68,16 @@ def add_artifact_dir(parser: argparse.ArgumentParser, *, meaning: str, study_fil
     default = default_artifact_dir_text(study_file=study_file)
     parser.add_argument(
         "--artifact-dir", help=f"{meaning} (default: ${ARTIFACT_DIR_ENV} or {default})"
+    )
+
+
+def add_mlflow_tracking_uri(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Declare ``--mlflow-tracking-uri``: log ``what`` to that MLflow tracking server."""
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        metavar="URI",
+        help=f"log {what} to this MLflow tracking URI (default: ${MLFLOW_URI_ENV}, then the "
+        f"study file's tracking.mlflow; none); needs lstm-tune[mlflow]",
     )
 
 

@@ -65,4 +65,9 @@ def load_spec(path: str | Path) -> StudySpec:
         # A relative data path in a study file means relative to that file, not to the cwd.
         resolved = str((Path(path).parent / data_path).resolve())
         spec = with_data(spec, path=resolved)
+    board = spec.training.tensorboard
+    if board is not None and not Path(board).is_absolute():  # the same rule
+        resolved = str((Path(path).parent / board).resolve())
+        training = spec.training.model_copy(update={"tensorboard": resolved})
+        spec = spec.model_copy(update={"training": training})
     return spec

@@ -43,12 +43,14 @@ __all__ = [
     "DEFAULT_TASK",
     "MAX_SEED",
     "PRUNER_CLASSES",
+    "MlflowSpec",
     "SAMPLER_CLASSES",
     "PrunerSpec",
     "ResultSpec",
     "SamplerSpec",
     "SearchSpec",
     "StudySpec",
+    "TrackingSpec",
     "TrainingSpec",
     "json_schema",
     "parse_spec",
@@ -99,6 +101,29 @@ class TrainingSpec(Frozen):
     epochs: StrictInt = Field(5, ge=1, le=10000)
     report_every: StrictInt | None = Field(None, ge=1)
     report_sample: StrictInt = Field(1000, ge=2)
+    tensorboard: str | None = Field(
+        None,
+        min_length=1,
+        description="directory of TensorBoard logs: each trial writes <dir>/<study>/trial-<n> "
+        "(relative to the study file); a machine's setting, not part of the study's spec",
+    )
+
+
+class MlflowSpec(Frozen):
+    """Where each trial's MLflow run goes: a tracking URI and an experiment name."""
+
+    tracking_uri: str = Field(
+        min_length=1, description="e.g. http://mlflow:5000 or sqlite:///x.db"
+    )
+    experiment: str | None = Field(
+        None, min_length=1, description="the MLflow experiment (default: the study name)"
+    )
+
+
+class TrackingSpec(Frozen):
+    """Tracking servers each trial also reports to (opt-in; none by default)."""
+
+    mlflow: MlflowSpec | None = None
 
 
 class SamplerSpec(Frozen):
@@ -177,6 +202,7 @@ class StudySpec(Frozen):
     data: Any = None
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     space: Annotated[dict[str, Any], WithJsonSchema(space_schema(fixed=False))] = Field(
         default_factory=dict,
         description="the search: each hyperparameter a value, {low, high[, step, log]} "
@@ -391,21 +417,33 @@ def _allowed_keys(section: tuple[Any, ...], task_name: str) -> list[str]:
     return names
 
 
+# What belongs to a machine, not to a study: left out of the study's stored spec and of
+# exported files, unless asked for (a pool's workers started from a written spec need them).
+# A tracking URI may hold a password, and the stored spec is shown on the dashboard.
+LOCAL_DATA_FIELDS = frozenset({"cache_dir"})
+LOCAL_TRAINING_FIELDS = frozenset({"tensorboard"})
+
+
 def spec_to_dict(
-    spec: StudySpec, *, params: dict[str, int | float] | None = None
+    spec: StudySpec, *, params: dict[str, int | float] | None = None, local: bool = False
 ) -> dict[str, Any]:
     """Return the YAML document that :func:`parse_spec` reads back into ``spec``.
 
     With ``params`` the document describes that one configuration (``params:``) instead of
-    the search space. ``data.cache_dir`` is left out: it belongs to a machine, not a study.
+    the search space. What belongs to a machine (``data.cache_dir``, ``training.tensorboard``,
+    ``tracking``) is left out unless ``local``.
     """
     search = spec.search
+    data_local = set() if local else set(LOCAL_DATA_FIELDS)
+    training_local = set() if local else set(LOCAL_TRAINING_FIELDS)
     doc: dict[str, Any] = {
         "name": spec.name,
         "task": spec.task,
         "seed": spec.seed,
-        "data": spec.data.model_dump(mode="json", exclude={"cache_dir"}, exclude_none=True),
-        "training": spec.training.model_dump(mode="json", exclude_none=True),
+        "data": spec.data.model_dump(mode="json", exclude=data_local, exclude_none=True),
+        "training": spec.training.model_dump(
+            mode="json", exclude=training_local, exclude_none=True
+        ),
         "search": {
             "n_trials": search.n_trials,
             **({"timeout": search.timeout} if search.timeout is not None else {}),
@@ -422,6 +460,8 @@ def spec_to_dict(
         doc["params"] = {name: params[name] for name in PARAM_NAMES}
     else:
         doc["space"] = {name: param_to_yaml(spec.space[name]) for name in PARAM_NAMES}
+    if local and spec.tracking.mlflow is not None:
+        doc["tracking"] = spec.tracking.model_dump(mode="json", exclude_none=True)
     if spec.result is not None:
         doc["result"] = spec.result.model_dump(mode="json")
         if not spec.result.finalists:

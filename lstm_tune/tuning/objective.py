@@ -29,6 +29,7 @@ from lstm_tune.training.preflight import (
     check_fits,
     time_warning,
 )
+from lstm_tune.training.tensorboard import TrialTensorBoard, trial_log_dir
 from lstm_tune.tuning.space import suggest
 from lstm_tune.types import Prepared
 
@@ -83,7 +84,9 @@ def make_objective(
     )
 
     def pruning_callback(
-        trial: optuna.trial.Trial, params: dict[str, int | float]
+        trial: optuna.trial.Trial,
+        params: dict[str, int | float],
+        board: TrialTensorBoard | None,
     ) -> keras.callbacks.Callback:
         if every is None:
             return KerasPruningCallback(trial, objective_metric.name)
@@ -91,6 +94,8 @@ def make_objective(
         # needs our own, on a fixed validation sample so checkpoints compare across trials.
 
         def report(step: int, value: float) -> None:
+            if board is not None:
+                board.log_checkpoint(step, value)
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned(
@@ -137,6 +142,14 @@ def make_objective(
             if on_epoch is not None:
                 on_epoch(trial, recorder)
 
+        board = None
+        if spec.training.tensorboard is not None:
+            log_dir = trial_log_dir(
+                spec.training.tensorboard, trial.study.study_name, trial.number
+            )
+            board = TrialTensorBoard(log_dir, objective_metric.name)
+        # The board comes before the pruning callback, so a pruned epoch is in its curve too.
+        callbacks = [pruning_callback(trial, params, board), _StopWhenTaken(trial._trial_id)]
         try:
             recorder = fit(
                 model,
@@ -144,7 +157,7 @@ def make_objective(
                 task.batches(prepared.validation, params, shuffle_seed=None),
                 objective=objective_metric,
                 epochs=spec.training.epochs,
-                callbacks=[pruning_callback(trial, params), _StopWhenTaken(trial._trial_id)],
+                callbacks=callbacks if board is None else [board, *callbacks],
                 on_epoch=record,
             )
         except TrainingDiverged as exc:
@@ -155,6 +168,9 @@ def make_objective(
                 _ensure_own(trial)
                 on_pruned(trial, latest)
             raise
+        finally:
+            if board is not None:
+                board.close()
         if on_trained is not None:
             _ensure_own(trial)
             on_trained(trial, model, recorder)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from lstm_tune.config import StudySpec
 from lstm_tune.errors import ConfigError
@@ -44,6 +45,7 @@ from lstm_tune.runtime.workers_and_threads import (
 )
 from lstm_tune.storages import absolute_url, check_url
 from lstm_tune.tasks import get_task
+from lstm_tune.training.tensorboard import require_tensorboard
 from lstm_tune.tuning.budget import BudgetGate
 from lstm_tune.tuning.sampler_and_pruner import build_strategy
 from lstm_tune.tuning.studies import open_study
@@ -57,6 +59,7 @@ __all__ = [
     "PoolFinished",
     "StudyRun",
     "Stopped",
+    "TrialObserver",
     "WorkerLaunch",
     "run_study",
 ]
@@ -73,6 +76,27 @@ class ArtifactHooks(Protocol):
 
     def on_pruned(self, trial: optuna.trial.Trial, recorder: Any) -> None:
         """Keep what a pruned trial leaves (its curve so far, its note)."""
+
+
+class TrialObserver(Protocol):
+    """What follows each trial from outside the study, e.g. an MLflow tracker
+    (``lstm_tune.results.tracking.MlflowTracker``): hooks while the trial runs, a study
+    callback once it has ended, and ``close`` when the worker stops. It must never raise."""
+
+    def on_epoch(self, trial: optuna.trial.Trial, recorder: Any) -> None:
+        """An epoch of ``trial`` ended."""
+
+    def on_trained(self, trial: optuna.trial.Trial, model: Any, recorder: Any) -> None:
+        """``trial`` completed (still running: it may take artifacts)."""
+
+    def on_pruned(self, trial: optuna.trial.Trial, recorder: Any) -> None:
+        """The pruner stopped ``trial`` (still running)."""
+
+    def on_finished(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
+        """``trial`` ended: complete, pruned or failed."""
+
+    def close(self) -> None:
+        """The worker stops: finish what is pending."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +164,7 @@ def run_study(
     accept_changes: bool = False,
     worker_index: int = 0,
     progress: TextIO | None = None,
+    observers: Sequence[TrialObserver] = (),
 ) -> StudyRun:
     """Run (or resume) ``spec``'s search on ``storage`` until the study holds ``n_trials``
     finished trials (default: the spec's budget), or ``timeout`` seconds pass.
@@ -149,7 +174,8 @@ def run_study(
     worker. Lines for the user go to ``say``; the lines of a requested stop (which trials
     were failed and re-queued) go to ``warn`` (default ``say``). ``progress`` is where the
     trial and epoch bars are drawn (a terminal is redrawn in place); without it their plain
-    lines go to ``say``.
+    lines go to ``say``. ``observers`` follow each trial this process runs (a pool's parent
+    runs none; its workers make their own).
 
     Raises :class:`ConfigError` (or another :class:`~lstm_tune.errors.LstmTuneError`) for
     anything the user can fix, before any file is written.
@@ -159,6 +185,8 @@ def run_study(
     if workers != 1 and launch is None:
         raise ValueError(f"workers={workers!r} needs launch=, how to start a worker process")
     check_url(storage)
+    if spec.training.tensorboard is not None:
+        require_tensorboard(f"{spec.source_path}: training.tensorboard")
     strategy = build_strategy(spec)
     prepared = get_task(spec.task).load(spec.data, spec.seed)
     budget = n_trials or spec.search.n_trials
@@ -197,7 +225,7 @@ def run_study(
         accept_changes=accept_changes,
         strategy=strategy,
     )
-    return _run_worker(search, shown, hooks, warn if warn is not None else say)
+    return _run_worker(search, shown, hooks, warn if warn is not None else say, observers)
 
 
 def _run_worker(
@@ -205,13 +233,15 @@ def _run_worker(
     shown: SearchProgress,
     hooks: ArtifactHooks | None,
     warn: Callable[[str], None],
+    observers: Sequence[TrialObserver] = (),
 ) -> Finished | Stopped:
     """Run ``search`` (:func:`run_search` with its study) in this process under the graceful
-    stop, its progress on ``shown`` and its trials' artifacts kept by ``hooks``; on a stop,
-    release the trials this process held and ``warn`` which."""
+    stop, its progress on ``shown``, its trials' artifacts kept by ``hooks`` and followed by
+    ``observers``; on a stop, release the trials this process held and ``warn`` which."""
     shown.start()
     started = time.perf_counter()
     stop_record: StopRecord | None = None
+    kept = [hooks] if hooks is not None else []
     try:
         with graceful_stop() as stop_record:
             outcome = search(
@@ -220,11 +250,12 @@ def _run_worker(
                 callbacks=[
                     lambda _, trial: shown.log(trial_line(trial)),
                     shown,
+                    *(observer.on_finished for observer in observers),
                     BudgetGate(shown.budget),
                 ],
-                on_trained=hooks.on_trained if hooks is not None else None,
-                on_epoch=shown.on_epoch,
-                on_pruned=hooks.on_pruned if hooks is not None else None,
+                on_trained=_each([h.on_trained for h in [*kept, *observers]]),
+                on_epoch=_each([shown.on_epoch, *(o.on_epoch for o in observers)]),
+                on_pruned=_each([h.on_pruned for h in [*kept, *observers]]),
             )
     except (StopRequested, Exception) as exc:
         stop = stop_behind(exc, stop_record)
@@ -235,7 +266,21 @@ def _run_worker(
         return Stopped(stop.signame, stop.signum)
     finally:
         shown.close()
+        for observer in observers:
+            observer.close()
     return Finished(outcome, time.perf_counter() - started)
+
+
+def _each(hooks: Sequence[Callable[..., None]]) -> Callable[..., None] | None:
+    """One hook that calls each of ``hooks`` in order (None for none)."""
+    if not hooks:
+        return None
+
+    def call(*args: Any) -> None:
+        for hook in hooks:
+            hook(*args)
+
+    return call
 
 
 def _size(

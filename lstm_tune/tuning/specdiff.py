@@ -24,6 +24,10 @@ FREE_FIELDS = (
     "data.path",
     "data.*_path",
     "data.cache_dir",
+    # Machine settings, never in a stored spec (config.spec.spec_to_dict leaves them out); free
+    # here too, should a document written with them (local=True) be compared.
+    "training.tensorboard",
+    "tracking",
 )
 _ABSENT = object()
 

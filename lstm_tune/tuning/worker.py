@@ -20,7 +20,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import StudySpec, spec_to_dict
-from lstm_tune.errors import StorageError, exception_chain
+from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.storages.ledger import TrialTaken, taken_trial
 from lstm_tune.tasks import get_task
@@ -190,7 +190,7 @@ def run_search(
             except TrialTaken as taken:
                 _log.warning(taken.line)
     except optuna.exceptions.StorageInternalError as exc:
-        raise StorageError(
+        raise _storage_error_class(exc)(
             f"storage failed during the search: {describe_storage_error(exc)}"
         ) from exc
     except AssertionError as exc:
@@ -199,12 +199,19 @@ def run_search(
         refused = _storage_error_behind(exc)
         if refused is None:
             raise
-        raise StorageError(
+        raise _storage_error_class(refused)(
             f"{refused}; the running trial could not be ended: a worker that starts a trial "
             f"once the storage takes writes again fails it as stale (no heartbeat for the URL's "
             f"grace_period) and re-queues its params"
         ) from exc
     return SearchOutcome(study, count_finished(study), budget, stop.reason, stop.gave_up)
+
+
+def _storage_error_class(exc: BaseException) -> type[StorageError]:
+    """:class:`StorageUnreachable` when ``exc`` comes of a storage that stayed unreachable (a
+    restart may cure it), else :class:`StorageError`."""
+    unreachable = any(isinstance(e, StorageUnreachable) for e in exception_chain(exc))
+    return StorageUnreachable if unreachable else StorageError
 
 
 def _storage_error_behind(exc: BaseException) -> StorageError | None:

@@ -85,7 +85,16 @@ def test_compose_file_is_valid_and_safe_by_default(tmp_path: Path) -> None:
         "postgres": {"condition": "service_healthy"},
         "init": {"condition": "service_completed_successfully"},
     }
-    assert worker["restart"] == "on-failure"  # exit 0 at the budget: stays down
+    # Exit 0 at the budget: stays down. Compose restarts on any failure, so an input error
+    # (exit 2) stops after a few tries instead of looping for ever.
+    assert worker["restart"] == services["worker-gpu"]["restart"] == "on-failure:3"
+    # init reads the study as the workers do (file, name, environment): a study file that
+    # disagrees with the stored study stops there, before any worker starts.
+    study_args = worker["command"][1:4]
+    assert services["init"]["command"][1:4] == study_args
+    assert services["init"]["environment"] == {
+        k: v for k, v in worker["environment"].items() if k != "LSTM_TUNE_THREADS"
+    }
     assert any(v.startswith("cache:/cache") for v in worker["volumes"])
     assert worker["command"][0] == "search" and services["init"]["command"][0] == "create-study"
 

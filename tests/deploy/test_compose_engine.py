@@ -4,8 +4,9 @@ Builds the image from docker/Dockerfile and runs the project's own docker-compos
 override (tests/deploy/compose/local-data.yml) that only mounts the local IMDB copy; the study, its
 budget and the data path come in through the compose file's own variables. Then it checks
 what a user relies on: workers stop at the shared budget with distinct configs, the dashboard
-answers on loopback, nothing runs as root, `stop` is quick and re-queues running trials, and
-`down` leaves only the named volumes.
+answers on loopback, nothing runs as root, `stop` is quick and re-queues running trials,
+workers given a study file that disagrees with the stored study stop after 3 restarts with
+their one line in the log, and `down` leaves only the named volumes.
 
 Skipped without an engine (``eval "$(../shared/tools/container-engine start)"`` gives one),
 unless LSTM_TUNE_REQUIRE_SERVICES=1. Takes about 4 minutes with the image layers cached.
@@ -36,10 +37,12 @@ NAMED_VOLUMES = ("pgdata", "cache", "artifacts")
 NON_ROOT_USER = "lstm"
 
 
-def _env_file(path: Path, port: int, budget: int) -> Path:
+def _env_file(
+    path: Path, port: int, budget: int, study_file: str = "studies/imdb_tiny.yaml"
+) -> Path:
     variables = {
         "POSTGRES_PASSWORD": "composetest1",
-        "LSTM_TUNE_STUDY_FILE": "studies/imdb_tiny.yaml",
+        "LSTM_TUNE_STUDY_FILE": study_file,
         "LSTM_TUNE_STUDY_NAME": STUDY_NAME,
         "LSTM_TUNE_N_TRIALS": str(budget),
         "LSTM_TUNE_DATA_PATH": f"/data/{SHARED_DATA.name}",
@@ -85,6 +88,29 @@ def _wait_exited(ids: list[str], timeout: float) -> list[dict[str, Any]]:
         if all(s["State"]["Status"] == "exited" for s in states):
             return states
         assert time.monotonic() < deadline, [s["State"]["Status"] for s in states]
+        time.sleep(2.0)
+
+
+def _wait_stopped_for_good(ids: list[str], retries: int, timeout: float) -> list[dict[str, Any]]:
+    """The containers' states once each has exited after its last restart (``retries``), or
+    has stayed exited for 60 s (a policy that restarts less)."""
+    deadline = time.monotonic() + timeout
+    exited_since: dict[str, float] = {}
+    while True:
+        states = [_engine.inspect(i) for i in ids]
+        now = time.monotonic()
+        for container_id, state in zip(ids, states, strict=True):
+            if state["State"]["Status"] != "exited":
+                exited_since.pop(container_id, None)
+            else:
+                exited_since.setdefault(container_id, now)
+        if all(
+            i in exited_since and (s["RestartCount"] >= retries or now - exited_since[i] > 60)
+            for i, s in zip(ids, states, strict=True)
+        ):
+            return states
+        counts = [s["RestartCount"] for s in states]
+        assert now < deadline and max(counts) <= retries, counts  # restarted for ever?
         time.sleep(2.0)
 
 
@@ -170,6 +196,19 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
         for trial in failed:
             assert queued[_params(trial)] >= 1, f"trial {trial['number']} was not re-queued"
         measured["requeued"] = len(failed)
+
+        # Workers whose study file disagrees with the stored study (another file under the
+        # same study name) stop on their one line after at most 3 restarts (the compose file's
+        # `on-failure:3`), instead of being restarted for ever (issue 34).
+        _env_file(env_file, port, BUDGET, study_file="studies/imdb_smoke.yaml")
+        compose.check("up", "-d", "--no-deps", "worker", timeout=300)
+        refused = _wait_stopped_for_good(compose.ids("worker"), retries=3, timeout=900)
+        logs = compose.run("logs", "--no-color", "worker").stdout
+        assert [s["State"]["ExitCode"] for s in refused] == [2, 2], logs
+        assert [s["RestartCount"] for s in refused] == [3, 3], logs
+        assert "was created from another spec" in logs, logs
+        measured["mismatch_restarts"] = [s["RestartCount"] for s in refused]
+        measured["mismatch_lines"] = logs.count("was created from another spec")
 
         for service in ("dashboard", "postgres"):
             stop_seconds[service] = _timed_stop(compose, service)

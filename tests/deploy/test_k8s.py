@@ -202,6 +202,22 @@ def test_worker_job_finishes_when_its_pods_exit_0_at_the_budget() -> None:
     assert gpu["image"] == compose["worker-gpu"]["image"] == "lstm-tune:gpu"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_pod_that_exits_2_fails_its_job_and_other_failures_are_retried(overlay: str) -> None:
+    from lstm_tune.cli.command import EXIT_USAGE
+
+    docs = _render(overlay)
+    for name, container in (("worker", "worker"), ("create-study", "create-study")):
+        job = _find(docs, "Job", name)["spec"]
+        # podFailurePolicy holds only with restartPolicy Never (a pod, not its container,
+        # fails), and the exit code must be the one the CLI gives an input error.
+        assert job["template"]["spec"]["restartPolicy"] == "Never", name
+        assert {"action": "FailJob", "onExitCodes": {
+            "containerName": container, "operator": "In", "values": [EXIT_USAGE]
+        }} in job["podFailurePolicy"]["rules"], name  # fmt: skip
+        assert job["backoffLimit"] >= 1, name  # a crash (exit 1, 3, 4, 137) gets a new pod
+
+
 def test_worker_memory_is_sized_from_the_largest_configs_estimate(shared_data: Path) -> None:
     from lstm_tune.cli.env import default_cache_dir
     from lstm_tune.config import load_spec, with_data

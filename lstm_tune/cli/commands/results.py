@@ -15,10 +15,12 @@ from lstm_tune.cli.env import (
     load_with_overrides,
     resolve_data_path,
     resolve_storage,
+    with_observers,
     with_overrides,
 )
 from lstm_tune.cli.options import (
     DATA_PATH_HELP,
+    add_mlflow_tracking_uri,
     positive_int,
     seconds,
     stored_study_flags,
@@ -129,14 +131,20 @@ class Train(Command):
             action="store_true",
             help="train on the training and validation splits together (epochs as chosen)",
         )
+        add_mlflow_tracking_uri(parser, what="the trained model's run")
 
     def run(self, args: argparse.Namespace) -> int:
         """Train, evaluate on the test split, write the model, metrics and report."""
         from lstm_tune.results.evaluate import retrain_and_evaluate, summary
         from lstm_tune.results.report import write_train_report
+        from lstm_tune.results.tracking import log_final_model, require_mlflow
 
-        spec = load_with_overrides(args.config, args.data_path)
+        spec = with_observers(
+            load_with_overrides(args.config, args.data_path), mlflow_uri=args.mlflow_tracking_uri
+        )
         spec.fixed_params()  # fail fast, before loading data, if the file is a search space
+        if spec.tracking.mlflow is not None:
+            require_mlflow(f"{args.config}: tracking.mlflow")
         evaluation = retrain_and_evaluate(spec, args.out, refit_full=args.refit_full)
         print(summary(evaluation.metrics))
         if evaluation.metrics.get("beats_baseline") is False:
@@ -152,6 +160,11 @@ class Train(Command):
             title=f"Test-set report: {Path(args.config).name}",
         )
         print(f"test-set report: {page}")
+        if spec.tracking.mlflow is not None:
+            study_name = spec.result.study_name if spec.result is not None else spec.name
+            log_final_model(
+                spec.tracking.mlflow, study_name, spec.fixed_params(), evaluation.metrics, args.out
+            )
         return EXIT_OK
 
 

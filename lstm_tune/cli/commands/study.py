@@ -22,12 +22,14 @@ from lstm_tune.cli.env import (
     resolve_artifact_dir,
     resolve_storage,
     threads_from_env,
+    with_observers,
     worker_environment,
 )
 from lstm_tune.cli.options import (
     DATA_PATH_HELP,
     add_accept_changes,
     add_artifact_dir,
+    add_mlflow_tracking_uri,
     add_study_file,
     positive_int,
     seconds,
@@ -63,6 +65,13 @@ class Search(Command):
             "one single-threaded worker per core, as memory and the trial budget allow; "
             "$LSTM_TUNE_THREADS=N[,M] sets each worker's intra-op[,inter-op] threads",
         )
+        parser.add_argument(
+            "--tensorboard",
+            metavar="DIR",
+            help="write each trial's TensorBoard logs to DIR/<study>/trial-<n> (default: the "
+            "study file's training.tensorboard; none); needs lstm-tune[tensorboard]",
+        )
+        add_mlflow_tracking_uri(parser, what="each trial as an MLflow run")
         add_accept_changes(parser)
         # Set by `--workers N` for each worker it starts (sampling does not depend on it).
         parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -71,11 +80,16 @@ class Search(Command):
         """Resolve the flags and environment, run the study, report how it ended."""
         # The study file and $LSTM_TUNE_THREADS are checked before Optuna or TensorFlow is
         # imported, so a mistake costs no wait.
-        spec = load_with_overrides(args.study, args.data_path)
+        spec = with_observers(
+            load_with_overrides(args.study, args.data_path),
+            tensorboard=args.tensorboard,
+            mlflow_uri=args.mlflow_tracking_uri,
+        )
         threads = threads_from_env()
         import optuna
 
         from lstm_tune.results.artifacts import TrialArtifacts
+        from lstm_tune.results.tracking import trial_observers
         from lstm_tune.runtime.progress import format_params
         from lstm_tune.runtime.stop import exit_now
         from lstm_tune.storages import absolute_url
@@ -90,6 +104,7 @@ class Search(Command):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
         study_name = args.study_name or spec.name
         storage = resolve_storage(args.storage, study_name, args.study)
+        observers = trial_observers(spec, study_name)
         ended = run_study(
             spec,
             storage=storage,
@@ -105,11 +120,12 @@ class Search(Command):
             ),
             launch=WorkerLaunch(
                 argv=lambda index: _worker_argv(args, study_name, index),
-                env=worker_environment(storage),
+                env=worker_environment(storage, spec),
             ),
             accept_changes=args.accept_changes,
             worker_index=args.worker_index,
             progress=sys.stdout,
+            observers=observers,
         )
         if isinstance(ended, PoolFinished):
             result = ended.result
@@ -155,6 +171,7 @@ def _worker_argv(args: argparse.Namespace, study_name: str, index: int) -> list[
         "--timeout": args.timeout,
         "--data-path": args.data_path,
         "--artifact-dir": args.artifact_dir,
+        "--tensorboard": args.tensorboard,  # the MLflow URI goes in their environment
     }
     for flag, value in passed.items():
         if value is not None:
@@ -170,7 +187,11 @@ class CreateStudy(Command):
     parents = (study_file_flags,)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Only ``--accept-changes`` beyond the study file's flags."""
+        """``--data-path`` and ``--accept-changes`` beyond the study file's flags: the
+        settings of ``search`` that make up the study's spec, so a pool's ``init`` and its
+        workers can be given the same ones (a worker whose spec differs from the stored
+        study's stops with exit 2)."""
+        parser.add_argument("--data-path", help=DATA_PATH_HELP)
         add_accept_changes(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -182,7 +203,7 @@ class CreateStudy(Command):
         from lstm_tune.tuning.studies import open_study  # not worker's: no TensorFlow import
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        spec = load_with_overrides(args.study, None)
+        spec = load_with_overrides(args.study, args.data_path)
         study_name = args.study_name or spec.name
         storage = resolve_storage(args.storage, study_name, args.study)
         study = open_study(

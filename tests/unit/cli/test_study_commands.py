@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from lstm_tune.cli import main
-from lstm_tune.cli.command import EXIT_GAVE_UP
+from lstm_tune.cli.command import EXIT_GAVE_UP, EXIT_STORAGE_UNREACHABLE, EXIT_USAGE
 from lstm_tune.runtime.pool import PoolResult
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV
 from lstm_tune.tuning import objective
 from lstm_tune.tuning import run as run_module
 from tests.helpers import TINY_SPACE
+from tests.helpers.pg import free_port
 
 # One config of the tiny space (trials take seconds): each range's low end, the first choice.
 TINY = {name: r["low"] if "low" in r else r["choices"][0] for name, r in TINY_SPACE.items()}
@@ -101,3 +102,66 @@ def test_create_study_puts_the_study_beside_its_file_wherever_it_runs(
         f"study 'n' ready on sqlite:///{folder / 'n.db'}: 0 finished trials, 0 in all\n"
     )
     assert (folder / "n.db").is_file() and list(elsewhere.iterdir()) == []
+
+
+def test_create_study_takes_the_data_path_a_worker_takes_and_refuses_a_study_that_differs(
+    imdb_slice: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A pool's init and its workers must record and check the same spec: a study created
+    # without the workers' local data file stores the download (data.source keras), and every
+    # worker given --data-path would then stop on the mismatch (exit 2, for ever restarted).
+    monkeypatch.delenv("LSTM_TUNE_DATA_PATH", raising=False)
+    monkeypatch.setenv("LSTM_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "space": TINY_SPACE}))
+    storage = ["--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    local = ["--data-path", str(imdb_slice)]
+    assert main(["create-study", str(study), *storage, *local]) == 0
+    assert main(["create-study", str(study), *storage, *local]) == 0  # a worker's check
+    capsys.readouterr()
+    assert main(["create-study", str(study), *storage]) == EXIT_USAGE == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was created from another spec: data.source" in err
+
+
+def test_a_storage_that_stays_unreachable_exits_4_not_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Exit 2 tells a pool's supervisor that no restart helps (a Kubernetes Job fails at once);
+    # a database that is down is not the input's fault.
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "space": TINY_SPACE}))
+    closed = f"postgresql+psycopg://u@127.0.0.1:{free_port()}/x?first_contact_timeout=0.2"
+    assert main(["create-study", str(study), "--storage", closed]) == EXIT_STORAGE_UNREACHABLE
+    assert EXIT_STORAGE_UNREACHABLE == 4
+    err = capsys.readouterr().err
+    assert err.startswith("lstm-tune: error: storage ") and "still unreachable" in err
+
+
+def test_a_pools_workers_get_the_tensorboard_flag_and_the_mlflow_uri_in_their_environment(
+    imdb_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: dict[str, object] = {}
+
+    def fake_pool(argv, count, *, say, env):  # type: ignore[no-untyped-def]
+        launched.update(argv=[list(argv(i)) for i in range(count)], env=env)
+        return PoolResult([0, 0], None)
+
+    monkeypatch.setattr(run_module, "run_pool", fake_pool)
+    monkeypatch.setenv("LSTM_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LSTM_TUNE_MLFLOW_TRACKING_URI", raising=False)
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "p", "data": {"path": str(imdb_slice)},
+                                     "space": TINY_SPACE}))  # fmt: skip
+    uri = "http://alice:s3cret@mlflow.example:5000"
+    argv = ["search", str(study), "--storage", f"sqlite:///{tmp_path / 'p.db'}", "--workers",
+            "2", "--tensorboard", "boards", "--mlflow-tracking-uri", uri]  # fmt: skip
+    assert main(argv) == 0
+    for worker_argv in launched["argv"]:  # type: ignore[attr-defined]
+        assert worker_argv[worker_argv.index("--tensorboard") + 1] == "boards"
+        assert not any("s3cret" in part for part in worker_argv)
+    env = launched["env"]
+    assert isinstance(env, dict) and env["LSTM_TUNE_MLFLOW_TRACKING_URI"] == uri

@@ -290,3 +290,30 @@ def test_a_task_whose_data_needs_a_path_names_data_path_when_it_is_missing(task:
     params = yaml.safe_load((STUDIES / "seed_config.yaml").read_text())["params"]
     with pytest.raises(ConfigError, match=r"^x\.yaml: data\.path: got None; expected a value"):
         parse_spec({"name": "x", "task": task, "params": params}, "x.yaml")
+
+
+def test_tracking_and_tensorboard_are_in_the_schema_but_not_in_a_studys_stored_spec(
+    tmp_path: Path,
+) -> None:
+    import optuna
+
+    from lstm_tune.config import json_schema, load_spec
+    from lstm_tune.storages import SPEC_ATTR
+    from lstm_tune.tuning.studies import open_study
+
+    text = json.dumps(json_schema())
+    assert all(key in text for key in ('"tracking"', '"tracking_uri"', '"tensorboard"'))
+    # A study created without them resumes with them (and the other way round): they say
+    # where a trial is watched from, not what it means, and a URI may hold a password.
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    open_study(load_spec(write_study(tmp_path, name="s")), storage_url=storage, study_name="s")
+    watched = write_study(
+        tmp_path,
+        name="s",
+        training={"epochs": 1, "tensorboard": "tb"},
+        tracking={"mlflow": {"tracking_uri": "http://u:pw@h:5000", "experiment": "e"}},
+    )
+    study = open_study(load_spec(watched), storage_url=storage, study_name="s")
+    stored = optuna.load_study(study_name="s", storage=storage).user_attrs[SPEC_ATTR]
+    assert "tracking" not in stored and "tensorboard" not in stored["training"]
+    assert "pw" not in json.dumps(study.user_attrs)
