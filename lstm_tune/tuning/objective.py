@@ -29,7 +29,7 @@ from lstm_tune.training.preflight import (
     check_fits,
     time_warning,
 )
-from lstm_tune.tuning.space import suggest
+from lstm_tune.tuning.space import Params, suggest
 from lstm_tune.types import Prepared
 
 # Called with the trial, the trained model and its recorder once a trial completes, so a
@@ -78,12 +78,18 @@ def make_objective(
     objective_metric = spec.objective
     every = spec.training.report_every
     checkpoints = task.size(prepared.fit) // every if every else 0
-    sample = (
-        task.sample(prepared.validation, spec.training.report_sample, spec.seed) if every else None
-    )
+    # The checkpoints' validation sample of each config's data (per value of the task's
+    # data knobs: a vocabulary size's ids differ).
+    samples: dict[tuple[object, ...], object] = {}
+
+    def checkpoint_sample(data: Prepared, params: Params) -> object:
+        key = tuple(params.get(name) for name in task.data_knobs)
+        if key not in samples:
+            samples[key] = task.sample(data.validation, spec.training.report_sample, spec.seed)
+        return samples[key]
 
     def pruning_callback(
-        trial: optuna.trial.Trial, params: dict[str, int | float]
+        trial: optuna.trial.Trial, params: Params, data: Prepared
     ) -> keras.callbacks.Callback:
         if every is None:
             return KerasPruningCallback(trial, objective_metric.name)
@@ -97,6 +103,7 @@ def make_objective(
                     f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
                 )
 
+        sample = checkpoint_sample(data, params)
         return CheckpointEvaluator(
             every_examples=every,
             batch_size=int(params["batch_size"]),
@@ -110,8 +117,9 @@ def make_objective(
         # are freed, and from the study seed so a config retrains to the same weights.
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed(spec.seed)
+        data = task.for_params(prepared, params)  # e.g. at the trial's vocabulary size
         try:
-            estimate = task.estimate(params, prepared, checkpoints, spec.training.report_sample)
+            estimate = task.estimate(params, data, checkpoints, spec.training.report_sample)
             memory = check_fits(estimate.memory, params, available_memory_bytes())
         except ConfigTooLarge as exc:
             trial.set_user_attr("fail_reason", str(exc))
@@ -122,7 +130,7 @@ def make_objective(
         warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
         if warning is not None:
             log.warning("trial %d: %s", trial.number, warning)
-        model = task.build(params, prepared)
+        model = task.build(params, data)
         trial.set_user_attr("param_count", int(model.count_params()))
 
         latest: EpochRecorder | None = None
@@ -140,11 +148,14 @@ def make_objective(
         try:
             recorder = fit(
                 model,
-                task.batches(prepared.fit, params, shuffle_seed=spec.seed),
-                task.batches(prepared.validation, params, shuffle_seed=None),
+                task.batches(data.fit, params, shuffle_seed=spec.seed),
+                task.batches(data.validation, params, shuffle_seed=None),
                 objective=objective_metric,
                 epochs=spec.training.epochs,
-                callbacks=[pruning_callback(trial, params), _StopWhenTaken(trial._trial_id)],
+                callbacks=[
+                    pruning_callback(trial, params, data),
+                    _StopWhenTaken(trial._trial_id),
+                ],
                 on_epoch=record,
             )
         except TrainingDiverged as exc:
