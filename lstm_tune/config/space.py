@@ -32,6 +32,7 @@ __all__ = [
     "IntRange",
     "Knob",
     "ParamSpec",
+    "knob_refused",
     "largest_value",
     "param_names",
     "param_to_yaml",
@@ -340,6 +341,11 @@ def _parse_choice_only(field: str, name: str, value: Any) -> ParamSpec:
     return Choice(choices=tuple(checked(c, ".choices") for c in choices))
 
 
+def knob_refused(field: str, name: str, knobs: Sequence[str], task: str) -> FieldProblem:
+    """The problem of knob ``name`` at ``field`` that ``task`` (accepting ``knobs``) lacks."""
+    return FieldProblem(field, name, f"a knob task {task} accepts: {', '.join(knobs) or 'none'}")
+
+
 def parse_space(
     key: str, raw: Any, *, knobs: Sequence[str] = tuple(KNOBS), task: str = ""
 ) -> dict[str, ParamSpec]:
@@ -350,11 +356,7 @@ def parse_space(
         raise FieldProblem(key, raw, "a mapping of the six hyperparameters to values or ranges")
     for name in raw:
         if name in KNOBS and name not in knobs:
-            raise FieldProblem(
-                f"{key}.{name}",
-                name,
-                f"a knob task {task} accepts: {', '.join(knobs) or 'none'}",
-            )
+            raise knob_refused(f"{key}.{name}", name, knobs, task)
         if name not in PARAM_NAMES and name not in knobs:
             raise FieldProblem(
                 f"{key}.{name}", name, f"one of the keys {', '.join((*PARAM_NAMES, *knobs))}"

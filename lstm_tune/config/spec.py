@@ -32,6 +32,7 @@ from lstm_tune.config.space import (
     PARAM_NAMES,
     Fixed,
     Frozen,
+    knob_refused,
     largest_value,
     param_names,
     param_to_yaml,
@@ -240,6 +241,7 @@ class StudySpec(Frozen):
                     f"{objective.direction} (the direction of {objective.name}), or leave it out",
                 )
             raw["search"] = {**search, "metric": objective.name, "direction": direction}
+            _enqueued_knobs_accepted(search.get("enqueue"), task.knobs, task.name)
         return raw
 
     def __init__(self, /, **fields: Any) -> None:
@@ -280,6 +282,14 @@ class StudySpec(Frozen):
     def objective(self) -> Any:
         """The task's :class:`~lstm_tune.tasks.base.Objective` this study optimises."""
         return get_task(self.task).objective(self.search.metric)
+
+
+def _enqueued_knobs_accepted(enqueue: Any, knobs: tuple[str, ...], task: str) -> None:
+    """A queued config may name only knobs the study's task accepts."""
+    for index, config in enumerate(enqueue if isinstance(enqueue, list) else []):
+        for name in config if isinstance(config, dict) else []:
+            if name in KNOBS and name not in knobs:
+                raise knob_refused(f"search.enqueue[{index}].{name}", name, knobs, task)
 
 
 def _data_at_largest_knobs(raw: dict[str, Any], data_knobs: tuple[str, ...]) -> None:

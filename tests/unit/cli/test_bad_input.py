@@ -202,6 +202,10 @@ CASES: dict[str, Case] = {
     "negative weight decay": _search(
         study(space={**SPACE, "weight_decay": -1}), says="space.weight_decay: got -1"
     ),
+    "enqueue knob of another task": _search(
+        section("search", enqueue=[{"predict_change": True}]),
+        says="search.enqueue[0].predict_change: got 'predict_change'; expected a knob task",
+    ),
     "enqueue unknown knob value": _search(
         section("search", enqueue=[{"lr_schedule": "step"}]),
         says="search.enqueue[0].lr_schedule: got 'step'",
