@@ -461,9 +461,11 @@ def spec_to_dict(spec: StudySpec, *, params: Mapping[str, Any] | None = None) ->
     }
     if spec.training.report_every is None:
         doc["training"].pop("report_sample", None)
-    names = param_names(spec.space)
+    # One config writes the knobs it has (a trial sampled before a knob joined the space has
+    # none of it); a search writes its space's.
+    names = param_names(params if params is not None else spec.space)
     for name in get_task(spec.task).data_knobs:
-        if name in spec.space:  # the space's knob replaces the data field (see _prepare)
+        if name in names:  # the knob replaces the data field (see _data_at_largest_knobs)
             doc["data"].pop(name, None)
     if params is not None:
         doc["params"] = {name: params[name] for name in names}
