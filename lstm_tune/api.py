@@ -239,7 +239,7 @@ class SearchResult:
 
     @property
     def best_params(self) -> dict[str, Any]:
-        """The six hyperparameters of the best trial."""
+        """The six hyperparameters of the best trial, and the knobs its study names."""
         return dict(self.best_trial.params)
 
     @property

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 __all__ = ["Direction", "Estimate", "MemoryEstimate", "Objective", "Params", "Prepared"]
 
-Params = Mapping[str, int | float]
+Params = Mapping[str, int | float | str]
 Direction = Literal["maximize", "minimize"]
 
 

@@ -6,7 +6,8 @@ export writes, this package reads back under the same rules.
 
 Modules, each importing only those below it (``lint-imports`` checks it): ``files`` (reading a
 YAML file), ``spec`` (the sections, the task's data model, the JSON Schema, the round trip),
-``space`` (the six hyperparameters and their ranges), ``wording`` (one-line errors).
+``space`` (the six hyperparameters, the optional knobs, and their ranges), ``wording``
+(one-line errors).
 
 Precedence, stated once: command-line flag > environment variable > YAML > default here.
 The CLI applies the first two with ``model_copy``; nothing below it does.
@@ -14,6 +15,7 @@ The CLI applies the first two with ``model_copy``; nothing below it does.
 
 from lstm_tune.config.files import load_spec
 from lstm_tune.config.space import (
+    KNOBS,
     PARAM_KINDS,
     PARAM_LIMITS,
     PARAM_NAMES,
@@ -21,7 +23,10 @@ from lstm_tune.config.space import (
     Fixed,
     FloatRange,
     IntRange,
+    Knob,
     ParamSpec,
+    largest_value,
+    param_names,
 )
 from lstm_tune.config.spec import (
     DEFAULT_TASK,
@@ -44,6 +49,7 @@ from lstm_tune.config.spec import (
 
 __all__ = [
     "DEFAULT_TASK",
+    "KNOBS",
     "PARAM_KINDS",
     "PARAM_LIMITS",
     "PARAM_NAMES",
@@ -53,6 +59,7 @@ __all__ = [
     "FloatRange",
     "Fixed",
     "IntRange",
+    "Knob",
     "MlflowSpec",
     "ParamSpec",
     "PrunerSpec",
@@ -63,7 +70,9 @@ __all__ = [
     "TrackingSpec",
     "TrainingSpec",
     "json_schema",
+    "largest_value",
     "load_spec",
+    "param_names",
     "parse_spec",
     "spec_to_dict",
     "with_data",

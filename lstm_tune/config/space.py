@@ -1,5 +1,7 @@
-"""The search space of a study file: the six hyperparameters, the kind and limits of each, and
-what a file may give for one (a value, ``{low, high[, step, log]}`` or ``{choices: [...]}``).
+"""The search space of a study file: the six hyperparameters every study names, the optional
+knobs a task may accept (:data:`KNOBS`), the kind and limits of each, and what a file may give
+for one (a value, ``{low, high[, step, log]}`` or ``{choices: [...]}``; a true/false or named
+knob takes a value or ``{choices: [...]}`` only).
 
 Checked by hand rather than by pydantic models: one value may be a scalar, a range or a choice
 list, and each problem must be worded with the exact field (``space.hidden_size.low``) and rule,
@@ -10,6 +12,7 @@ Schema of the same rules is written out here beside the checks.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from lstm_tune.config.wording import FieldProblem
 
 __all__ = [
+    "KNOBS",
     "PARAM_KINDS",
     "PARAM_LIMITS",
     "PARAM_NAMES",
@@ -26,7 +30,11 @@ __all__ = [
     "Fixed",
     "Frozen",
     "IntRange",
+    "Knob",
     "ParamSpec",
+    "knob_refused",
+    "largest_value",
+    "param_names",
     "param_to_yaml",
     "parse_param",
     "parse_space",
@@ -62,6 +70,101 @@ PARAM_LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+@dataclass(frozen=True)
+class Knob:
+    """An optional hyperparameter beyond the six: its kind, what it may be, the default a
+    study that leaves it out gets (today's model), and why a user would search it.
+
+    ``limits`` bound a number; ``values`` list a named knob's (``str``) allowed values; a
+    ``bool`` knob is true or false. Which tasks accept it is each task's ``knobs``.
+    """
+
+    kind: type
+    default: str
+    why: str
+    limits: tuple[float, float] | None = None
+    values: tuple[str, ...] = ()
+
+
+# Every optional knob, in the order a space, an exported file and a trial list them. Defaults
+# are today's behaviour, so a study that names none builds exactly the model it built before.
+KNOBS: dict[str, Knob] = {
+    "weight_decay": Knob(
+        float,
+        "0 (Adam)",
+        "AdamW's decoupled weight decay when > 0: regularises large models that overfit",
+        limits=(0.0, 1.0),
+    ),
+    "clipnorm": Knob(
+        float,
+        "none (language model: 1.0)",
+        "clips the gradients' global norm to this (0: no clipping): steadies high learning "
+        "rates and long sequences",
+        limits=(0.0, 1000.0),
+    ),
+    "lr_schedule": Knob(
+        str,
+        "constant",
+        "`cosine` decays the learning rate to 0 over the trial's planned steps: often a better "
+        "model in the same epochs",
+        values=("constant", "cosine"),
+    ),
+    "lr_warmup": Knob(
+        float,
+        "0",
+        "share of the planned steps over which the learning rate rises linearly from 0 (with "
+        "either schedule): steadies the first steps of large models and high rates",
+        limits=(0.0, 0.9),
+    ),
+    "embedding_size": Knob(
+        int,
+        "hidden_size",
+        "width of the token embedding: a small one saves weights, a large one holds more "
+        "meaning per word",
+        limits=(1, 4096),
+    ),
+    "bidirectional": Knob(
+        bool,
+        "false",
+        "a second LSTM reads each sequence backwards (text classification: each text; "
+        "forecasting: the encoder's window), doubling the LSTM's weights",
+    ),
+    "pooling": Knob(
+        str,
+        "last",
+        "how the LSTM's outputs over a text become one vector: the last real token's, the "
+        "max or the mean over the real tokens, or a learned attention over them",
+        values=("last", "max", "mean", "attention"),
+    ),
+    "max_features": Knob(
+        int,
+        "data.max_features",
+        "the vocabulary size (the most frequent words of the training split); replaces "
+        "data.max_features, and the corpus is tokenized once at the largest size searched",
+        limits=(3, 10_000_000),
+    ),
+    "predict_change": Knob(
+        bool,
+        "data.predict_change",
+        "forecast the change from the window's last value (as NLinear) instead of the "
+        "values; replaces data.predict_change",
+    ),
+}
+
+
+def param_names(space: Mapping[str, Any]) -> tuple[str, ...]:
+    """The six, then the knobs ``space`` (or a config) names, in :data:`KNOBS` order."""
+    return (*PARAM_NAMES, *(name for name in KNOBS if name in space))
+
+
+def _kind(name: str) -> type:
+    return PARAM_KINDS[name] if name in PARAM_KINDS else KNOBS[name].kind
+
+
+def _limits(name: str) -> tuple[float, float] | None:
+    return PARAM_LIMITS[name] if name in PARAM_LIMITS else KNOBS[name].limits
+
+
 class Frozen(BaseModel):
     """A model that refuses unknown keys and never changes once made."""
 
@@ -88,24 +191,42 @@ class FloatRange(Frozen):
 class Choice(Frozen):
     """A categorical choice among ``choices``."""
 
-    choices: tuple[int | float, ...]
+    # bool first: pydantic's smart union keeps true as true, not as the integer 1.
+    choices: tuple[bool | int | float | str, ...]
 
 
 @dataclass(frozen=True)
 class Fixed:
     """A value that is not searched."""
 
-    value: int | float
+    value: int | float | bool | str
 
 
 ParamSpec = IntRange | FloatRange | Choice | Fixed
 
 
+def _scalar_schema(name: str) -> dict[str, Any]:
+    kind = _kind(name)
+    if kind is bool:
+        return {"type": "boolean"}
+    if kind is str:
+        return {"type": "string", "enum": list(KNOBS[name].values)}
+    lo, hi = _limits(name) or (None, None)
+    return {"type": "integer" if kind is int else "number", "minimum": lo, "maximum": hi}
+
+
 def param_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of hyperparameter ``name``: a value, a range or choices."""
-    kind = "integer" if PARAM_KINDS[name] is int else "number"
-    lo, hi = PARAM_LIMITS[name]
-    scalar = {"type": kind, "minimum": lo, "maximum": hi}
+    """The JSON Schema of hyperparameter or knob ``name``: a value, a range or choices."""
+    scalar = _scalar_schema(name)
+    choices = {
+        "type": "object",
+        "properties": {"choices": {"type": "array", "items": scalar, "minItems": 1}},
+        "required": ["choices"],
+        "additionalProperties": False,
+    }
+    if _kind(name) in (bool, str):
+        return {"anyOf": [scalar, choices], **_description(name)}
+    kind = scalar["type"]
     ranged = {
         "type": "object",
         "properties": {
@@ -117,24 +238,19 @@ def param_schema(name: str) -> dict[str, Any]:
         "required": ["low", "high"],
         "additionalProperties": False,
     }
-    choices = {
-        "type": "object",
-        "properties": {"choices": {"type": "array", "items": scalar, "minItems": 1}},
-        "required": ["choices"],
-        "additionalProperties": False,
-    }
-    return {"anyOf": [scalar, ranged, choices]}
+    return {"anyOf": [scalar, ranged, choices], **_description(name)}
 
 
-def space_schema(*, fixed: bool) -> dict[str, Any]:
-    """The JSON Schema of a whole space (``fixed``: one value each, as under ``params:``)."""
+def space_schema(*, fixed: bool, knobs: Sequence[str] = tuple(KNOBS)) -> dict[str, Any]:
+    """The JSON Schema of a whole space (``fixed``: one value each, as under ``params:``):
+    the six, required, and the optional ``knobs`` (a task's; by default every one)."""
     properties = {
         name: (
-            {k: v for k, v in param_schema(name)["anyOf"][0].items()}
+            {**param_schema(name)["anyOf"][0], **_description(name)}
             if fixed
             else param_schema(name)
         )
-        for name in PARAM_NAMES
+        for name in (*PARAM_NAMES, *knobs)
     }
     return {
         "type": "object",
@@ -144,10 +260,18 @@ def space_schema(*, fixed: bool) -> dict[str, Any]:
     }
 
 
+def _description(name: str) -> dict[str, str]:
+    if name not in KNOBS:
+        return {}
+    return {"description": f"default {KNOBS[name].default}: {KNOBS[name].why}"}
+
+
 def parse_param(field: str, name: str, value: Any) -> ParamSpec:
-    """Hyperparameter ``name`` as the file gives it at ``field``, checked."""
-    kind = PARAM_KINDS[name]
-    lo, hi = PARAM_LIMITS[name]
+    """Hyperparameter or knob ``name`` as the file gives it at ``field``, checked."""
+    kind = _kind(name)
+    if kind in (bool, str):
+        return _parse_choice_only(field, name, value)
+    lo, hi = _limits(name) or (-math.inf, math.inf)
     what = "an integer" if kind is int else "a number"
     allowed = f"{what} in [{lo:g}, {hi:g}]"
 
@@ -193,20 +317,57 @@ def parse_param(field: str, name: str, value: Any) -> ParamSpec:
     return IntRange(low=int(low), high=int(high), step=step, log=log)
 
 
-def parse_space(key: str, raw: Any) -> dict[str, ParamSpec]:
-    """The six hyperparameters under ``key`` (``space`` or ``params``), each checked."""
+def _parse_choice_only(field: str, name: str, value: Any) -> ParamSpec:
+    """A true/false or named knob: one value, or ``{choices: [...]}`` (no ranges)."""
+    knob = KNOBS[name]
+    allowed = "true or false" if knob.kind is bool else f"one of {', '.join(knob.values)}"
+
+    def checked(v: Any, sub: str = "") -> bool | str:
+        ok = isinstance(v, bool) if knob.kind is bool else isinstance(v, str) and v in knob.values
+        if not ok:
+            raise FieldProblem(field + sub, v, allowed)
+        return v  # type: ignore[no-any-return]
+
+    if not isinstance(value, dict):
+        return Fixed(checked(value))
+    if set(value) != {"choices"}:
+        extra = sorted(set(value) - {"choices"}) or ["choices"]
+        raise FieldProblem(
+            f"{field}.{extra[0]}", extra[0], f"`choices: [...]` ({allowed}) or a single value"
+        )
+    choices = value["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise FieldProblem(field + ".choices", choices, f"a non-empty list, each {allowed}")
+    return Choice(choices=tuple(checked(c, ".choices") for c in choices))
+
+
+def knob_refused(field: str, name: str, knobs: Sequence[str], task: str) -> FieldProblem:
+    """The problem of knob ``name`` at ``field`` that ``task`` (accepting ``knobs``) lacks."""
+    return FieldProblem(field, name, f"a knob task {task} accepts: {', '.join(knobs) or 'none'}")
+
+
+def parse_space(
+    key: str, raw: Any, *, knobs: Sequence[str] = tuple(KNOBS), task: str = ""
+) -> dict[str, ParamSpec]:
+    """The six hyperparameters under ``key`` (``space`` or ``params``), each checked, and the
+    optional ``knobs`` (those ``task`` accepts) the file names; any other knob is refused in
+    one line naming the task, the knob and the knobs it accepts."""
     if not isinstance(raw, dict):
         raise FieldProblem(key, raw, "a mapping of the six hyperparameters to values or ranges")
     for name in raw:
-        if name not in PARAM_NAMES:
-            raise FieldProblem(f"{key}.{name}", name, f"one of the keys {', '.join(PARAM_NAMES)}")
+        if name in KNOBS and name not in knobs:
+            raise knob_refused(f"{key}.{name}", name, knobs, task)
+        if name not in PARAM_NAMES and name not in knobs:
+            raise FieldProblem(
+                f"{key}.{name}", name, f"one of the keys {', '.join((*PARAM_NAMES, *knobs))}"
+            )
     missing = [name for name in PARAM_NAMES if name not in raw]
     if missing:
         raise FieldProblem(
             f"{key}.{missing[0]}", None, f"a value or range (missing: {', '.join(missing)})"
         )
     space: dict[str, ParamSpec] = {}
-    for name in PARAM_NAMES:
+    for name in param_names(raw):
         value = raw[name]
         if key == "params" and isinstance(value, dict):
             raise FieldProblem(
@@ -214,6 +375,18 @@ def parse_space(key: str, raw: Any) -> dict[str, ParamSpec]:
             )
         space[name] = parse_param(f"{key}.{name}", name, value)
     return space
+
+
+def largest_value(spec: ParamSpec) -> int | float | bool | str:
+    """The largest value ``spec`` can produce (a range's top on its step grid, a choice's
+    max: true for a true/false knob that may be true)."""
+    if isinstance(spec, IntRange):
+        return spec.low + (spec.high - spec.low) // spec.step * spec.step
+    if isinstance(spec, FloatRange):
+        return spec.high
+    if isinstance(spec, Choice):
+        return max(spec.choices)  # type: ignore[type-var]  # one kind per knob
+    return spec.value
 
 
 def param_to_yaml(spec: ParamSpec) -> Any:

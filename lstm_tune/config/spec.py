@@ -10,6 +10,7 @@ field, the bad value and what is allowed (:mod:`lstm_tune.config.wording`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -27,9 +28,13 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from lstm_tune.config.space import (
+    KNOBS,
     PARAM_NAMES,
     Fixed,
     Frozen,
+    knob_refused,
+    largest_value,
+    param_names,
     param_to_yaml,
     parse_param,
     parse_space,
@@ -152,7 +157,7 @@ class SearchSpec(Frozen):
     metric: str = "val_accuracy"
     # Configs run first when the study is created (e.g. the baseline users already have).
     enqueue: Annotated[
-        tuple[dict[str, int | float], ...],
+        tuple[dict[str, int | float | bool | str], ...],
         WithJsonSchema({"type": "array", "items": {**space_schema(fixed=True), "required": []}}),
     ] = ()
 
@@ -168,11 +173,13 @@ class SearchSpec(Frozen):
             where = f"search.enqueue[{index}]"
             if not isinstance(item, dict):
                 raise FieldProblem(where, item, "a mapping of param to value")
-            config: dict[str, int | float] = {}
+            config: dict[str, int | float | bool | str] = {}
             for name, value in item.items():
-                if name not in PARAM_NAMES:
+                if name not in PARAM_NAMES and name not in KNOBS:
                     raise FieldProblem(
-                        f"{where}.{name}", name, f"one of the keys {', '.join(PARAM_NAMES)}"
+                        f"{where}.{name}",
+                        name,
+                        f"one of the keys {', '.join((*PARAM_NAMES, *KNOBS))}",
                     )
                 if isinstance(value, dict):
                     raise FieldProblem(f"{where}.{name}", value, "a single value")
@@ -193,6 +200,12 @@ class ResultSpec(Frozen):
     finalists: tuple[dict[str, Any], ...] = ()
 
 
+_SPACE_DESCRIPTION = (
+    "the search: each hyperparameter a value, {low, high[, step, log]} or {choices: [...]}; "
+    "the six are required, the task's knobs optional (exactly one of space or params)"
+)
+
+
 class StudySpec(Frozen):
     """A whole study file, validated. ``data`` is the task's own data model."""
 
@@ -204,9 +217,7 @@ class StudySpec(Frozen):
     search: SearchSpec = Field(default_factory=SearchSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     space: Annotated[dict[str, Any], WithJsonSchema(space_schema(fixed=False))] = Field(
-        default_factory=dict,
-        description="the search: each hyperparameter a value, {low, high[, step, log]} "
-        "or {choices: [...]} (exactly one of space or params)",
+        default_factory=dict, description=_SPACE_DESCRIPTION
     )
     params: SkipJsonSchema[None] = Field(None, exclude=True)
     result: ResultSpec | None = None
@@ -231,8 +242,9 @@ class StudySpec(Frozen):
                 "exactly one of `space:` (a search) or `params:` (one config)",
             )
         key = "space" if has_space else "params"
-        raw["space"] = parse_space(key, raw.pop(key))
         task = get_task(task_name)
+        raw["space"] = parse_space(key, raw.pop(key), knobs=task.knobs, task=task.name)
+        _data_at_largest_knobs(raw, task.data_knobs)
         search = raw.get("search")
         if search is None:
             search = {}
@@ -255,6 +267,7 @@ class StudySpec(Frozen):
                     f"{objective.direction} (the direction of {objective.name}), or leave it out",
                 )
             raw["search"] = {**search, "metric": objective.name, "direction": direction}
+            _enqueued_knobs_accepted(search.get("enqueue"), task.knobs, task.name)
         return raw
 
     def __init__(self, /, **fields: Any) -> None:
@@ -278,21 +291,47 @@ class StudySpec(Frozen):
             raise FieldProblem("data", raw, "a mapping of keys to values")
         return raw
 
-    def fixed_params(self) -> dict[str, int | float]:
-        """Return the six hyperparameters when every one of them is fixed (a config to train)."""
-        loose = [name for name in PARAM_NAMES if not isinstance(self.space[name], Fixed)]
+    def fixed_params(self) -> dict[str, int | float | bool | str]:
+        """Return the six hyperparameters and the knobs the file names when every one of them
+        is fixed (a config to train)."""
+        names = param_names(self.space)
+        loose = [name for name in names if not isinstance(self.space[name], Fixed)]
         if loose:
             raise ConfigError(
                 f"{self.source_path}: params: {', '.join(loose)} must have a single value to "
                 f"train one model, but they are search ranges; export a best config with "
                 f"`lstm-tune export-best` or give each a value under `params:`"
             )
-        return {name: self.space[name].value for name in PARAM_NAMES}
+        return {name: self.space[name].value for name in names}  # type: ignore[union-attr]
 
     @property
     def objective(self) -> Any:
         """The task's :class:`~lstm_tune.tasks.base.Objective` this study optimises."""
         return get_task(self.task).objective(self.search.metric)
+
+
+def _enqueued_knobs_accepted(enqueue: Any, knobs: tuple[str, ...], task: str) -> None:
+    """A queued config may name only knobs the study's task accepts."""
+    for index, config in enumerate(enqueue if isinstance(enqueue, list) else []):
+        for name in config if isinstance(config, dict) else []:
+            if name in KNOBS and name not in knobs:
+                raise knob_refused(f"search.enqueue[{index}].{name}", name, knobs, task)
+
+
+def _data_at_largest_knobs(raw: dict[str, Any], data_knobs: tuple[str, ...]) -> None:
+    """A data knob the space names replaces its data field, at its largest value: the data
+    is loaded once for every value (the largest vocabulary; predict_change's column check
+    when it may be true), and the task cuts it to each config's (``Task.for_params``)."""
+    largest = {
+        name: largest_value(raw["space"][name]) for name in data_knobs if name in raw["space"]
+    }
+    if not largest:
+        return
+    data = raw["data"]
+    if isinstance(data, dict):
+        raw["data"] = {**data, **largest}
+    elif isinstance(data, BaseModel):  # already the task's data model (see StudySpec.__init__)
+        raw["data"] = data.model_copy(update=largest)
 
 
 @cache
@@ -307,6 +346,12 @@ def _study_adapter() -> TypeAdapter[Any]:
             __doc__=f"A study of task {task.name}.",
             task=(Literal[names], task.name),  # type: ignore[valid-type,arg-type]
             data=(task.data_model, Field(default_factory=task.data_model)),
+            space=(
+                Annotated[
+                    dict[str, Any], WithJsonSchema(space_schema(fixed=False, knobs=task.knobs))
+                ],
+                Field(default_factory=dict, description=_SPACE_DESCRIPTION),
+            ),
         )
         members.append(member)
     if len(members) == 1:
@@ -425,7 +470,7 @@ LOCAL_TRAINING_FIELDS = frozenset({"tensorboard"})
 
 
 def spec_to_dict(
-    spec: StudySpec, *, params: dict[str, int | float] | None = None, local: bool = False
+    spec: StudySpec, *, params: Mapping[str, Any] | None = None, local: bool = False
 ) -> dict[str, Any]:
     """Return the YAML document that :func:`parse_spec` reads back into ``spec``.
 
@@ -456,10 +501,16 @@ def spec_to_dict(
     }
     if spec.training.report_every is None:
         doc["training"].pop("report_sample", None)
+    # One config writes the knobs it has (a trial sampled before a knob joined the space has
+    # none of it); a search writes its space's.
+    names = param_names(params if params is not None else spec.space)
+    for name in get_task(spec.task).data_knobs:
+        if name in names:  # the knob replaces the data field (see _data_at_largest_knobs)
+            doc["data"].pop(name, None)
     if params is not None:
-        doc["params"] = {name: params[name] for name in PARAM_NAMES}
+        doc["params"] = {name: params[name] for name in names}
     else:
-        doc["space"] = {name: param_to_yaml(spec.space[name]) for name in PARAM_NAMES}
+        doc["space"] = {name: param_to_yaml(spec.space[name]) for name in names}
     if local and spec.tracking.mlflow is not None:
         doc["tracking"] = spec.tracking.model_dump(mode="json", exclude_none=True)
     if spec.result is not None:

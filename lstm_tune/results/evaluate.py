@@ -42,7 +42,7 @@ def retrain_and_evaluate(
     params = spec.fixed_params()
     epochs = spec.result.best_epoch if spec.result is not None else spec.training.epochs
     task = get_task(spec.task)
-    prepared = task.load(spec.data, spec.seed)
+    prepared = task.for_params(task.load(spec.data, spec.seed), params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(spec.seed)
@@ -56,6 +56,7 @@ def retrain_and_evaluate(
         task.batches(prepared.validation, params, shuffle_seed=None),
         objective=objective,
         epochs=epochs,
+        planned_epochs=spec.training.epochs,  # the trial's schedule, if it had one
     )
     train_seconds = time.perf_counter() - started
     metrics: dict[str, Any] = {"task": task.name, "metric": objective.name}

@@ -7,7 +7,8 @@
     z-scored numbers);
 ``preprocessing.json``
     everything that turns raw input into the model's input and its output back into answers:
-    ``format`` (this file's layout version), ``task``, ``params`` (the six hyperparameters),
+    ``format`` (this file's layout version), ``task``, ``params`` (the six hyperparameters
+    and the knobs the config names),
     ``versions`` (of the packages that trained it), ``state`` (the task's: vocabulary and
     tokenizer rules and class names; columns, window, horizon and the scaler; vocabulary and
     level). Plain JSON, so it can be read without lstm-tune;
@@ -82,7 +83,7 @@ class TrainedModel:
 
     directory: Path
     task: Task
-    params: dict[str, int | float]
+    params: dict[str, int | float | bool | str]
     state: dict[str, Any]
     _model: Any = None
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from lstm_tune.config import PARAM_NAMES, Choice, FloatRange, IntRange, ParamSpec, StudySpec
+from lstm_tune.config import StudySpec, largest_value, param_names
 from lstm_tune.tasks import get_task
 from lstm_tune.training.preflight import MAX_SHARE_OF_AVAILABLE
 from lstm_tune.types import MemoryEstimate, Params, Prepared
@@ -29,20 +30,10 @@ ROUND_MIB = 256
 MIB = 2**20
 
 
-def largest_value(spec: ParamSpec) -> int | float:
-    """The largest value ``spec`` can produce (a range's top on its step grid, a choice's max)."""
-    if isinstance(spec, IntRange):
-        return spec.low + (spec.high - spec.low) // spec.step * spec.step
-    if isinstance(spec, FloatRange):
-        return spec.high
-    if isinstance(spec, Choice):
-        return max(spec.choices)
-    return spec.value
-
-
-def largest_configs(spec: StudySpec) -> list[dict[str, int | float]]:
-    """The space's corner of largest values, then each enqueued config completed by it."""
-    corner = {name: largest_value(spec.space[name]) for name in PARAM_NAMES}
+def largest_configs(spec: StudySpec) -> list[dict[str, Any]]:
+    """The space's corner of largest values (a knob's too: bidirectional true, the largest
+    vocabulary), then each enqueued config completed by it."""
+    corner = {name: largest_value(spec.space[name]) for name in param_names(spec.space)}
     return [corner, *({**corner, **queued} for queued in spec.search.enqueue)]
 
 

@@ -18,6 +18,15 @@ Class attributes:
     the validation value under ``name`` at every epoch end.
 ``example_noun``
     what one training example is called in messages (texts, windows, ...).
+``knobs``
+    the optional knobs beyond the six a study of this task may name in ``space:``
+    (:data:`lstm_tune.config.space.KNOBS` describes each; :data:`COMMON_KNOBS` by default).
+    A study naming another stops with one line. A knob the study leaves out is absent from
+    ``params``, and the task builds today's model for it.
+``data_knobs``
+    those of ``knobs`` that are also fields of ``data_model`` (the vocabulary size...): a
+    study that names one has its data loaded at the knob's largest value, and
+    :meth:`Task.for_params` gives each config its own.
 
 The ten methods a task writes:
 
@@ -52,7 +61,12 @@ The ten methods a task writes:
 ``predict(model, state, params, inputs, options)``
     output rows (JSON-ready dicts) for a batch of raw examples (each through ``check_input``).
 
-Four more have defaults, which a task overrides when its data needs it:
+Five more have defaults, which a task overrides when its data needs it:
+
+``for_params(prepared, params)``
+    the data as config ``params`` uses it (its own vocabulary size...), when the task has
+    ``data_knobs``; by default ``prepared`` itself. Everything that builds, trains, scores or
+    saves a model for ``params`` asks for it first.
 
 ``size(split)``
     examples in a split (``train_size`` etc. in ``metrics.json``): ``len(split)``.
@@ -89,7 +103,18 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-__all__ = ["Examples", "Options", "State", "Task", "baseline_warning", "sample_index"]
+__all__ = [
+    "COMMON_KNOBS",
+    "Examples",
+    "Options",
+    "State",
+    "Task",
+    "baseline_warning",
+    "sample_index",
+]
+
+# The knobs every task accepts: they change the optimizer, not the model's shape.
+COMMON_KNOBS = ("weight_decay", "clipnorm", "lr_schedule", "lr_warmup")
 
 # A task's inference state, as ``preprocessing.json`` keeps it (JSON-ready).
 State = Mapping[str, Any]
@@ -167,6 +192,9 @@ class Task(ABC):
     objectives: ClassVar[tuple[Objective, ...]]
     # What one training example is called in messages (reviews, windows, ...).
     example_noun: ClassVar[str] = "examples"
+    # Optional knobs this task accepts in ``space:``, and those of them that are data fields.
+    knobs: ClassVar[tuple[str, ...]] = COMMON_KNOBS
+    data_knobs: ClassVar[tuple[str, ...]] = ()
 
     def objective(self, metric: str | None) -> Objective:
         """The objective named ``metric`` (None: the task's default)."""
@@ -226,6 +254,10 @@ class Task(ABC):
         """Output rows (JSON-ready dicts) for one batch of checked raw ``inputs``."""
 
     # -- defaults --------------------------------------------------------------------------
+
+    def for_params(self, prepared: Prepared, params: Params) -> Prepared:
+        """The data as ``params`` uses it; by default ``prepared`` (no data knobs)."""
+        return prepared
 
     def size(self, split: Any) -> int:
         """Number of examples in ``split``: ``len(split)``."""

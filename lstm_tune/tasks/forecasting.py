@@ -44,7 +44,14 @@ from lstm_tune.figures import (
     Text,
 )
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
+from lstm_tune.tasks.base import (
+    COMMON_KNOBS,
+    Options,
+    State,
+    Task,
+    baseline_warning,
+    sample_index,
+)
 from lstm_tune.tasks.readers import quote, read_csv_rows
 from lstm_tune.training import preflight
 from lstm_tune.types import Estimate, Objective, Params, Prepared
@@ -437,7 +444,8 @@ def build_forecaster(
     *,
     predict_change: bool = False,
 ) -> keras.Model:
-    """Numeric window → LSTM stack → Dense(horizon x targets); compiled with MSE.
+    """Numeric window → LSTM stack (bidirectional: Keras's wrapper, each window being all real
+    rows) → Dense(horizon x targets); compiled with MSE.
 
     ``target_positions`` are the targets' indices among the inputs (needed for
     ``predict_change``: the output is the targets' last values plus the Dense layer's).
@@ -445,7 +453,7 @@ def build_forecaster(
     import keras
     from keras import ops
 
-    from lstm_tune.training.lstm_stack import JIT_COMPILE, adam, lstm_stack
+    from lstm_tune.training.lstm_stack import JIT_COMPILE, lstm_stack, optimizer
 
     window = keras.Input(shape=(None, n_inputs), name="window")
     x = window - window[:, -1:, :] if predict_change else window
@@ -458,7 +466,7 @@ def build_forecaster(
         output = output + ops.tile(last, [1, horizon])
     model = keras.Model(window, output, name="lstm_forecaster")
     model.compile(
-        optimizer=adam(params),
+        optimizer=optimizer(params),
         loss="mse",
         metrics=[
             keras.metrics.MeanSquaredError(name="mse"),
@@ -471,8 +479,8 @@ def build_forecaster(
 
 def parameter_count(params: Params, n_inputs: int, outputs: int) -> int:
     """Weights of :func:`build_forecaster`: the LSTM stack and the Dense head."""
-    hidden = int(params["hidden_size"])
-    return preflight.lstm_parameter_count(params, input_width=n_inputs) + (hidden + 1) * outputs
+    features = int(params["hidden_size"]) * preflight.directions(params)
+    return preflight.lstm_parameter_count(params, input_width=n_inputs) + (features + 1) * outputs
 
 
 def predict(model: keras.Model, split: SeriesSplit, params: Params) -> np.ndarray:
@@ -584,10 +592,20 @@ class Forecasting(Task):
     data_model = ForecastingData
     objectives = (Objective("val_mse", "minimize"), Objective("val_mae", "minimize"))
     example_noun = "windows"
+    knobs = (*COMMON_KNOBS, "predict_change", "bidirectional")
+    data_knobs = ("predict_change",)
 
     def load(self, data: ForecastingData, seed: int) -> Prepared:
         """Chronological train / validation / test rows, z-scored with training statistics."""
         return load_series(data)
+
+    def for_params(self, prepared: Prepared, params: Params) -> Prepared:
+        """The data with the config's ``predict_change`` (the model, its metrics and its
+        saved state read it from ``meta``)."""
+        if "predict_change" not in params:
+            return prepared
+        change = bool(params["predict_change"])
+        return replace(prepared, meta={**prepared.meta, "predict_change": change})
 
     def batches(
         self, split: SeriesSplit, params: Params, *, shuffle_seed: int | None
@@ -683,7 +701,7 @@ class Forecasting(Task):
             "target_columns": list(data.target_columns),
             "input_columns": list(data.inputs),
             "horizon": data.horizon,
-            "predict_change": data.predict_change,
+            "predict_change": prepared.meta["predict_change"],
             "mean": dict(prepared.meta["mean"]),
             "std": dict(prepared.meta["std"]),
             # The step between rows, for the forecasts' times: the training rows' median.

@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lstm_tune.errors import DataError
 from lstm_tune.figures import Figure, Report, Row, Sample, Samples, Section, Table, Text
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task, baseline_warning, sample_index
+from lstm_tune.tasks.base import (
+    COMMON_KNOBS,
+    Options,
+    State,
+    Task,
+    baseline_warning,
+    sample_index,
+)
 from lstm_tune.tasks.readers import read_text_lines
 from lstm_tune.training import preflight
 from lstm_tune.types import Estimate, MemoryEstimate, Objective, Params, Prepared
@@ -141,6 +148,7 @@ class LanguageModel(Task):
     data_model = LanguageModelData
     objectives = (Objective("val_perplexity", "minimize"), Objective("val_loss", "minimize"))
     example_noun = "windows"
+    knobs = (*COMMON_KNOBS, "embedding_size")
 
     # -- data ------------------------------------------------------------------------------
 
@@ -285,7 +293,7 @@ class LanguageModel(Task):
         stack = preflight.estimate_memory(
             params,
             weights=parameter_count(params, vocab),
-            input_width=int(params["hidden_size"]),
+            input_width=embedding_size(params),
         )
         length, batch = int(params["sequence_length"]), int(params["batch_size"])
         # The shared formula counts the LSTM's activations; a language model also holds
@@ -550,24 +558,28 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def embedding_size(params: Params) -> int:
+    """The embedding's width: the config's ``embedding_size``, else ``hidden_size``."""
+    return int(params.get("embedding_size", params["hidden_size"]))
+
+
 def build_language_model(params: Params, vocab_size: int) -> keras.Model:
-    """Embedding (width ``hidden_size``) → LSTM stack → Dense logits; compiled with sparse
-    cross-entropy from logits, the ``perplexity`` metric and Adam with clipped gradients."""
+    """Embedding (width ``embedding_size``, default ``hidden_size``) → LSTM stack → Dense
+    logits; compiled with sparse cross-entropy from logits, the ``perplexity`` metric and Adam
+    with gradients clipped to a global norm of ``clipnorm`` (default 1.0)."""
     import keras
 
-    from lstm_tune.training.lstm_stack import JIT_COMPILE, lstm_stack
+    from lstm_tune.training.lstm_stack import JIT_COMPILE, lstm_stack, optimizer
 
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=(None,), dtype="int32"),
-        keras.layers.Embedding(vocab_size, int(params["hidden_size"])),
+        keras.layers.Embedding(vocab_size, embedding_size(params)),
         *lstm_stack(params, return_sequences=True),
         keras.layers.Dense(vocab_size),
     ]
     model = keras.Sequential(layers, name="lstm_language_model")
     model.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate=float(params["learning_rate"]), global_clipnorm=GRADIENT_CLIP_NORM
-        ),
+        optimizer=optimizer(params, clipnorm=GRADIENT_CLIP_NORM),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[perplexity_class()()],
         jit_compile=JIT_COMPILE,
@@ -577,10 +589,10 @@ def build_language_model(params: Params, vocab_size: int) -> keras.Model:
 
 def parameter_count(params: Params, vocab_size: int) -> int:
     """Weights of :func:`build_language_model`: embedding, LSTM stack, output layer."""
-    hidden = int(params["hidden_size"])
+    hidden, width = int(params["hidden_size"]), embedding_size(params)
     return (
-        vocab_size * hidden
-        + preflight.lstm_parameter_count(params, input_width=hidden)
+        vocab_size * width
+        + preflight.lstm_parameter_count(params, input_width=width)
         + hidden * vocab_size
         + vocab_size
     )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from lstm_tune.training.lstm_stack import plan_learning_rate, scheduled_rate
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -132,12 +134,18 @@ def fit(
     epochs: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_epoch: EpochHook | None = None,
+    planned_epochs: int | None = None,
 ) -> EpochRecorder:
     """Train ``model`` for ``epochs`` and return the recorder of its history and timings.
 
     The recorder runs before ``callbacks``, so a callback that stops training (pruning) still
-    finds the epoch it stopped on in the history.
+    finds the epoch it stopped on in the history. A learning-rate schedule (``lr_schedule``,
+    ``lr_warmup``) is spread over ``planned_epochs`` (default ``epochs``) epochs of
+    ``train``'s batches: ``train`` replays a trial's first epochs at the trial's rates.
     """
+    schedule = scheduled_rate(model)
+    if schedule is not None:
+        plan_learning_rate(schedule, (planned_epochs or epochs) * _batches_per_epoch(train))
     recorder = EpochRecorder(objective, on_epoch=on_epoch)
     model.fit(
         train,
@@ -148,3 +156,14 @@ def fit(
         verbose=0,
     )
     return recorder
+
+
+def _batches_per_epoch(train: tf.data.Dataset) -> int:
+    """The batches of one pass over ``train`` (every task's pipeline declares its count)."""
+    count = int(train.cardinality())
+    if count < 0:
+        raise ValueError(
+            "the training batches do not declare how many they are (tf.data cardinality "
+            f"{count}); the task's batches() must, e.g. with assert_cardinality"
+        )
+    return count

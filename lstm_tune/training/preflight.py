@@ -15,7 +15,8 @@ Peak memory of a training step, in bytes:
                              the LSTM's input (an embedding's output, or features) and what
                              back-propagation through time keeps for every step of every layer
 
-``steps`` is ``sequence_length`` (a batch of the longest examples is padded to it). Each task
+``steps`` is ``sequence_length`` (a batch of the longest examples is padded to it); a
+bidirectional stack keeps both directions' (``hidden`` counts twice). Each task
 counts its own weights and input width (:meth:`lstm_tune.tasks.base.Task.estimate`).
 ``ACTIVATION_FLOATS_PER_UNIT`` is fitted to a measured peak (``benchmarks/memory.py``).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,18 +49,25 @@ class ConfigTooLarge(RuntimeError):
     """A config's estimated peak memory exceeds what the machine has available."""
 
 
-def lstm_parameter_count(params: Mapping[str, int | float], input_width: int) -> int:
-    """Weights of the shared LSTM stack whose first layer reads ``input_width`` features."""
+def directions(params: Mapping[str, Any]) -> int:
+    """2 for a ``bidirectional`` stack (an LSTM per direction per layer), else 1."""
+    return 2 if params.get("bidirectional", False) else 1
+
+
+def lstm_parameter_count(params: Mapping[str, Any], input_width: int) -> int:
+    """Weights of the shared LSTM stack whose first layer reads ``input_width`` features
+    (bidirectional: two LSTMs per layer, the next layer reading both directions' outputs)."""
     hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
+    both = directions(params)
     total, width = 0, input_width
     for _ in range(layers):
-        total += 4 * (hidden * (width + hidden) + hidden)
-        width = hidden
+        total += both * 4 * (hidden * (width + hidden) + hidden)
+        width = both * hidden
     return total
 
 
 def estimate_memory(
-    params: Mapping[str, int | float], *, weights: int, input_width: int
+    params: Mapping[str, Any], *, weights: int, input_width: int
 ) -> MemoryEstimate:
     """Estimate the peak memory of training ``params`` (see the module doc for the formula).
 
@@ -66,8 +75,9 @@ def estimate_memory(
     ``input_width`` is what the first LSTM layer reads at each step.
     """
     hidden, layers = int(params["hidden_size"]), int(params["num_layers"])
+    units = directions(params) * hidden  # a bidirectional layer keeps both directions' steps
     cells = int(params["batch_size"]) * int(params["sequence_length"])
-    activations = 4 * cells * (input_width + layers * ACTIVATION_FLOATS_PER_UNIT * hidden)
+    activations = 4 * cells * (input_width + layers * ACTIVATION_FLOATS_PER_UNIT * units)
     return MemoryEstimate(BASE_BYTES, 16 * weights, activations)
 
 
@@ -83,7 +93,7 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 
 def check_fits(
-    estimate: MemoryEstimate, params: Mapping[str, int | float], available: int | None
+    estimate: MemoryEstimate, params: Mapping[str, Any], available: int | None
 ) -> MemoryEstimate:
     """Return ``estimate``, or raise :class:`ConfigTooLarge` if it cannot fit ``available``."""
     if available is not None and estimate.total > MAX_SHARE_OF_AVAILABLE * available:
@@ -136,18 +146,18 @@ def forward_lengths(
     return np.concatenate([validation_lengths, *[sample] * (train_count // report_every)])
 
 
-def epoch_seconds(
-    params: Mapping[str, int | float], train_steps: float, forward_steps: float
-) -> float:
+def epoch_seconds(params: Mapping[str, Any], train_steps: float, forward_steps: float) -> float:
     """Estimated seconds of one epoch that runs ``train_steps`` training and ``forward_steps``
-    prediction steps of the LSTM stack per layer (see the formula above)."""
+    prediction steps of the LSTM stack per layer (see the formula above; a bidirectional
+    stack runs each step twice)."""
     batch, hidden = int(params["batch_size"]), int(params["hidden_size"])
     per_step = STEP_SECONDS + batch * hidden * hidden * SECONDS_PER_BATCH_HIDDEN2
-    return int(params["num_layers"]) * (train_steps + forward_steps / 3) * per_step
+    layers = int(params["num_layers"]) * directions(params)
+    return layers * (train_steps + forward_steps / 3) * per_step
 
 
 def estimate_epoch_seconds(
-    params: Mapping[str, int | float], train_lengths: np.ndarray, forward: np.ndarray
+    params: Mapping[str, Any], train_lengths: np.ndarray, forward: np.ndarray
 ) -> float:
     """Estimated seconds of one epoch over variable-length examples in length-sorted batches.
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
+from lstm_tune.config import StudySpec, parse_spec, spec_to_dict, with_data
 from lstm_tune.errors import ConfigError
 from lstm_tune.tasks import get_task
 from lstm_tune.types import Prepared
@@ -128,13 +128,15 @@ def revalidate(
             seed = spec.seed + offset
             keras.backend.clear_session(free_memory=True)
             keras.utils.set_random_seed(seed)
-            model = task.build(finalist.params, prepared)
+            data = task.for_params(prepared, finalist.params)
+            model = task.build(finalist.params, data)
             recorder = fit(
                 model,
-                task.batches(prepared.fit, finalist.params, shuffle_seed=seed),
-                task.batches(prepared.validation, finalist.params, shuffle_seed=None),
+                task.batches(data.fit, finalist.params, shuffle_seed=seed),
+                task.batches(data.validation, finalist.params, shuffle_seed=None),
                 objective=objective,
                 epochs=finalist.epochs,
+                planned_epochs=spec.training.epochs,  # the trial's schedule, if it had one
             )
             finalist.values.append(recorder.values[-1])
             if on_run is not None:
@@ -162,7 +164,15 @@ def finalize_study(
     best configs over ``seeds`` seeds, record them on ``study``; return them and the winner.
     ``base`` is the best trial's config (:func:`lstm_tune.tuning.export.best_config`)."""
     trials = top_trials(study, finalists)
-    prepared = get_task(base.task).load(base.data, base.seed)
+    task = get_task(base.task)
+    # Data knobs (a vocabulary size) differ between finalists: load at the largest of them,
+    # as the search did, and cut it to each one's (Task.for_params).
+    largest = {
+        name: max(t.params[name] for t in trials if name in t.params)
+        for name in task.data_knobs
+        if any(name in t.params for t in trials)
+    }
+    prepared = task.load(with_data(base, **largest).data, base.seed)
     estimate = estimated_seconds(base, prepared, trials, seeds)
     say(
         f"re-validating {len(trials)} finalists x {seeds} seeds: about "

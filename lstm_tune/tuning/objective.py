@@ -30,7 +30,7 @@ from lstm_tune.training.preflight import (
     time_warning,
 )
 from lstm_tune.training.tensorboard import TrialTensorBoard, trial_log_dir
-from lstm_tune.tuning.space import suggest
+from lstm_tune.tuning.space import Params, suggest
 from lstm_tune.types import Prepared
 
 # Called with the trial, the trained model and its recorder once a trial completes, so a
@@ -79,13 +79,20 @@ def make_objective(
     objective_metric = spec.objective
     every = spec.training.report_every
     checkpoints = task.size(prepared.fit) // every if every else 0
-    sample = (
-        task.sample(prepared.validation, spec.training.report_sample, spec.seed) if every else None
-    )
+    # The checkpoints' validation sample of each config's data (per value of the task's
+    # data knobs: a vocabulary size's ids differ).
+    samples: dict[tuple[object, ...], object] = {}
+
+    def checkpoint_sample(data: Prepared, params: Params) -> object:
+        key = tuple(params.get(name) for name in task.data_knobs)
+        if key not in samples:
+            samples[key] = task.sample(data.validation, spec.training.report_sample, spec.seed)
+        return samples[key]
 
     def pruning_callback(
         trial: optuna.trial.Trial,
-        params: dict[str, int | float],
+        params: Params,
+        data: Prepared,
         board: TrialTensorBoard | None,
     ) -> keras.callbacks.Callback:
         if every is None:
@@ -102,6 +109,7 @@ def make_objective(
                     f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
                 )
 
+        sample = checkpoint_sample(data, params)
         return CheckpointEvaluator(
             every_examples=every,
             batch_size=int(params["batch_size"]),
@@ -115,8 +123,9 @@ def make_objective(
         # are freed, and from the study seed so a config retrains to the same weights.
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed(spec.seed)
+        data = task.for_params(prepared, params)  # e.g. at the trial's vocabulary size
         try:
-            estimate = task.estimate(params, prepared, checkpoints, spec.training.report_sample)
+            estimate = task.estimate(params, data, checkpoints, spec.training.report_sample)
             memory = check_fits(estimate.memory, params, available_memory_bytes())
         except ConfigTooLarge as exc:
             trial.set_user_attr("fail_reason", str(exc))
@@ -127,7 +136,7 @@ def make_objective(
         warning = time_warning(seconds, spec.training.epochs, spec.search.timeout)
         if warning is not None:
             log.warning("trial %d: %s", trial.number, warning)
-        model = task.build(params, prepared)
+        model = task.build(params, data)
         trial.set_user_attr("param_count", int(model.count_params()))
 
         latest: EpochRecorder | None = None
@@ -149,12 +158,15 @@ def make_objective(
             )
             board = TrialTensorBoard(log_dir, objective_metric.name)
         # The board comes before the pruning callback, so a pruned epoch is in its curve too.
-        callbacks = [pruning_callback(trial, params, board), _StopWhenTaken(trial._trial_id)]
+        callbacks = [
+            pruning_callback(trial, params, data, board),
+            _StopWhenTaken(trial._trial_id),
+        ]
         try:
             recorder = fit(
                 model,
-                task.batches(prepared.fit, params, shuffle_seed=spec.seed),
-                task.batches(prepared.validation, params, shuffle_seed=None),
+                task.batches(data.fit, params, shuffle_seed=spec.seed),
+                task.batches(data.validation, params, shuffle_seed=None),
                 objective=objective_metric,
                 epochs=spec.training.epochs,
                 callbacks=callbacks if board is None else [board, *callbacks],

@@ -12,6 +12,7 @@ when every label is a number), are the class indices 0, 1, ... that the model pr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from sklearn.model_selection import train_test_split
 from lstm_tune.errors import DataError
 from lstm_tune.tasks.base import Examples
 from lstm_tune.tasks.readers import quote, read_csv_rows
+from lstm_tune.types import Prepared
 
 # Bump when tokenization or the cached layout changes so old caches are not reused.
 TOKENIZER_VERSION = 3
@@ -38,6 +40,8 @@ PAD_ID = 0
 OOV_ID = 1
 FIRST_WORD_ID = 2
 KERAS_IMDB_CLASSES = ("negative", "positive")
+# keras.datasets.imdb's own ids: 1 starts a review, 2 is out-of-vocabulary, words from 3.
+KERAS_IMDB_OOV_ID = 2
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -174,6 +178,41 @@ def load_corpus(spec: TextClassificationData, seed: int) -> Corpus:
     if cache_file is not None:
         _write_cache(cache_file, corpus)
     return corpus
+
+
+def oov_id(source: str) -> int:
+    """The out-of-vocabulary id of a corpus from ``source`` (``keras`` has its own ids)."""
+    return KERAS_IMDB_OOV_ID if source == "keras" else OOV_ID
+
+
+def with_vocabulary_size(prepared: Prepared, size: int) -> Prepared:
+    """``prepared`` (splits of :class:`Split`) as if tokenized with a vocabulary of ``size``
+    ids: ids from ``size`` on become out-of-vocabulary, the vocabulary keeps its first words.
+
+    The same as tokenizing at ``size``: the vocabulary is the training split's most frequent
+    words, ties in first-seen order (``Counter.most_common``, a stable sort), so a smaller
+    vocabulary is a larger one's start; keras.datasets.imdb cuts its ranked ids the same way.
+    """
+    loaded = int(prepared.meta["vocab_size"])
+    if size > loaded:
+        raise ValueError(
+            f"max_features {size} is above the {loaded} the data was tokenized with; a study "
+            f"that searches max_features loads its data at the largest"
+        )
+    oov = int(prepared.meta.get("oov_id", OOV_ID))
+
+    def cut(split: Split) -> Split:
+        return dataclasses.replace(
+            split, inputs=[np.where(s < size, s, oov).astype(s.dtype) for s in split.sequences]
+        )
+
+    vocabulary = list(prepared.meta.get("vocabulary") or [])[: max(0, size - FIRST_WORD_ID)]
+    return Prepared(
+        fit=cut(prepared.fit),
+        validation=cut(prepared.validation),
+        test=cut(prepared.test),
+        meta={**prepared.meta, "vocab_size": size, "vocabulary": vocabulary},
+    )
 
 
 def split_validation(

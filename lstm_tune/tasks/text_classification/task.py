@@ -12,6 +12,8 @@ its defaults (columns ``review``/``sentiment``, optional ``split``) are this tas
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,20 +33,21 @@ from lstm_tune.figures import (
     Text,
 )
 from lstm_tune.tasks import register
-from lstm_tune.tasks.base import Options, State, Task, baseline_warning
+from lstm_tune.tasks.base import COMMON_KNOBS, Options, State, Task, baseline_warning
 from lstm_tune.tasks.readers import read_csv_rows, read_text_lines
 from lstm_tune.tasks.text_classification.data import (
     FIRST_WORD_ID,
-    PAD_ID,
     TOKENIZER_RULES,
     TOKENIZER_VERSION,
     Split,
     TextClassificationData,
     encode_text,
     load_corpus,
+    oov_id,
     review_lengths,
     sample_of,
     split_validation,
+    with_vocabulary_size,
 )
 from lstm_tune.training import preflight
 from lstm_tune.types import Estimate, Objective, Params, Prepared
@@ -65,6 +68,16 @@ class TextClassification(Task):
     data_model = TextClassificationData
     objectives = (Objective("val_accuracy", "maximize"), Objective("val_loss", "minimize"))
     example_noun = "texts"
+    knobs = (*COMMON_KNOBS, "embedding_size", "bidirectional", "pooling", "max_features")
+    data_knobs = ("max_features",)
+    # Vocabulary sizes cut from a loaded corpus, kept for the next trial of the same size
+    # (each holds a copy of the token ids, so only a few).
+    VIEWS_KEPT = 4
+
+    def __init__(self) -> None:
+        self._views: OrderedDict[tuple[int, int], tuple[weakref.ref[Prepared], Prepared]] = (
+            OrderedDict()
+        )
 
     # -- data ------------------------------------------------------------------------------
 
@@ -82,8 +95,29 @@ class TextClassification(Task):
                 "vocab_size": corpus.vocab_size,
                 "class_names": list(corpus.class_names),
                 "vocabulary": list(corpus.vocabulary),
+                "oov_id": oov_id(data.source),
             },
         )
+
+    def for_params(self, prepared: Prepared, params: Params) -> Prepared:
+        """The data at the config's ``max_features`` (a vocabulary no larger than the one
+        loaded): every id of a word beyond it becomes out-of-vocabulary, exactly what
+        tokenizing at that size gives (the vocabulary is the most frequent words, so a
+        smaller one is the larger one's start). Cut once per size and kept: the corpus is
+        tokenized once, at the largest size the study searches."""
+        size = int(params.get("max_features", prepared.meta["vocab_size"]))
+        if size == prepared.meta["vocab_size"]:
+            return prepared
+        key = (id(prepared), size)
+        kept = self._views.get(key)
+        if kept is not None and kept[0]() is prepared:
+            self._views.move_to_end(key)
+            return kept[1]
+        view = with_vocabulary_size(prepared, size)
+        self._views[key] = (weakref.ref(prepared), view)
+        while len(self._views) > self.VIEWS_KEPT:
+            self._views.popitem(last=False)
+        return view
 
     def batches(
         self, split: Split, params: Params, *, shuffle_seed: int | None
@@ -105,7 +139,8 @@ class TextClassification(Task):
     # -- model -----------------------------------------------------------------------------
 
     def build(self, params: Params, prepared: Prepared) -> keras.Model:
-        """Embedding → LSTM stack → last real step → sigmoid (2 classes) or softmax (more)."""
+        """Embedding → LSTM stack → pooling over the real tokens (by default the last one's
+        output) → sigmoid (2 classes) or softmax (more)."""
         return build_classifier(
             params, prepared.meta["vocab_size"], len(prepared.meta["class_names"])
         )
@@ -224,12 +259,11 @@ class TextClassification(Task):
         """Memory: embedding, LSTM stack and head weights, activations over
         ``sequence_length`` steps. Time: LSTM steps of length-bucketed batches over the fit
         texts, then the validation texts and each checkpoint's sample."""
+        vocab_size = int(params.get("max_features", prepared.meta["vocab_size"]))
         memory = preflight.estimate_memory(
             params,
-            weights=parameter_count(
-                params, prepared.meta["vocab_size"], len(prepared.meta["class_names"])
-            ),
-            input_width=int(params["hidden_size"]),
+            weights=parameter_count(params, vocab_size, len(prepared.meta["class_names"])),
+            input_width=embedding_size(params),
         )
         val_lengths = review_lengths(prepared.validation)
         forward = np.concatenate([val_lengths, *[val_lengths[:sample_size]] * checkpoints])
@@ -245,36 +279,57 @@ def output_units(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
+def embedding_size(params: Params) -> int:
+    """The embedding's width: the config's ``embedding_size``, else ``hidden_size`` (the
+    seed's)."""
+    return int(params.get("embedding_size", params["hidden_size"]))
+
+
 def build_classifier(params: Params, vocab_size: int, n_classes: int = 2) -> keras.Model:
     """The seed notebook's classifier, generalised to ``n_classes``; compiled.
 
-    Embedding width equals ``hidden_size`` as in the seed. It takes right-padded ids (0 is
-    padding, :mod:`.batching`) and reads the last LSTM's output at each text's last real
-    token. That is the output a masked model (``Embedding(mask_zero=True)`` over
-    left-padded ids) gives, because an LSTM only looks back (tested), without the mask's
-    per-step selects: 8% less time per training step (BENCHMARKS.md ``train_step``, "no
-    mask") and ``padding_epoch`` for whole epochs. Built from Keras ops only, so
-    ``keras.saving.load_model`` reads the saved model without lstm-tune.
+    Embedding width equals ``hidden_size`` as in the seed (unless ``embedding_size``). It
+    takes right-padded ids (0 is padding, :mod:`.batching`) and by default reads the last
+    LSTM's output at each text's last real token. That is the output a masked model
+    (``Embedding(mask_zero=True)`` over left-padded ids) gives, because an LSTM only looks
+    back (tested), without the mask's per-step selects: 8% less time per training step
+    (BENCHMARKS.md ``train_step``, "no mask") and ``padding_epoch`` for whole epochs. The
+    other poolings, and a bidirectional stack, read the real tokens only too
+    (:mod:`.pooling`, :func:`~lstm_tune.training.lstm_stack.bidirectional_over_lengths`).
+    Built from Keras ops only, so ``keras.saving.load_model`` reads the saved model without
+    lstm-tune.
     """
     import keras
 
-    from lstm_tune.training.lstm_stack import JIT_COMPILE, adam, lstm_stack
+    from lstm_tune.tasks.text_classification.pooling import pool, real_lengths
+    from lstm_tune.training.lstm_stack import (
+        JIT_COMPILE,
+        bidirectional_over_lengths,
+        lstm_stack,
+        optimizer,
+    )
 
     binary = n_classes == 2
+    bidirectional = bool(params.get("bidirectional", False))
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    steps = keras.layers.Embedding(vocab_size, int(params["hidden_size"]))(ids)
-    # lstm_stack ends with the last LSTM's Dropout; it is applied after the gather, to one
-    # step instead of all (the same thing, dropout being elementwise).
-    *recurrent, last_dropout = lstm_stack(params, return_sequences=True)
-    for layer in recurrent:
-        steps = layer(steps)
-    features = last_dropout(last_real_step(steps, ids))
+    steps = keras.layers.Embedding(vocab_size, embedding_size(params))(ids)
+    # The stack's last Dropout is applied after pooling, to one vector instead of every step
+    # (for the last step, the same thing, dropout being elementwise).
+    if bidirectional:
+        steps = bidirectional_over_lengths(steps, params, real_lengths(ids))
+        last_dropout = keras.layers.Dropout(float(params["dropout_rate"]))
+    else:
+        *recurrent, last_dropout = lstm_stack(params, return_sequences=True)
+        for layer in recurrent:
+            steps = layer(steps)
+    pooling = str(params.get("pooling", "last"))
+    features = last_dropout(pool(steps, ids, pooling, bidirectional=bidirectional))
     head = keras.layers.Dense(
         output_units(n_classes), activation="sigmoid" if binary else "softmax"
     )
     model = keras.Model(ids, head(features), name="lstm_classifier")
     model.compile(
-        optimizer=adam(params),
+        optimizer=optimizer(params),
         loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=JIT_COMPILE,
@@ -283,25 +338,24 @@ def build_classifier(params: Params, vocab_size: int, n_classes: int = 2) -> ker
 
 
 def last_real_step(steps: keras.KerasTensor, ids: keras.KerasTensor) -> keras.KerasTensor:
-    """Each row of ``steps`` (batch, time, features) at its text's last non-padding id.
+    """Each row of ``steps`` at its text's last non-padding id (see :mod:`.pooling`)."""
+    from lstm_tune.tasks.text_classification.pooling import last_real_step as last
 
-    A text of only padding reads step 0. Keras ops, so the model stays loadable by Keras alone.
-    """
-    from keras import ops
-
-    lengths = ops.sum(ops.cast(ops.not_equal(ids, PAD_ID), "int32"), axis=1)
-    last = ops.reshape(ops.maximum(lengths - 1, 0), (-1, 1, 1))
-    return ops.squeeze(ops.take_along_axis(steps, last, axis=1), axis=1)
+    return last(steps, ids)
 
 
 def parameter_count(params: Params, vocab_size: int, n_classes: int = 2) -> int:
-    """Weights of :func:`build_classifier`: embedding, LSTM stack, output layer."""
-    hidden = int(params["hidden_size"])
+    """Weights of :func:`build_classifier`: embedding, LSTM stack, pooling, output layer."""
+    width = embedding_size(params)
+    pooled = int(params["hidden_size"]) * preflight.directions(params)
+    # pooling.attention_layers: Dense(pooled, tanh) with its bias, then Dense(1) without.
+    attention = pooled * pooled + 2 * pooled if params.get("pooling") == "attention" else 0
     units = output_units(n_classes)
     return (
-        vocab_size * hidden
-        + preflight.lstm_parameter_count(params, input_width=hidden)
-        + hidden * units
+        vocab_size * width
+        + preflight.lstm_parameter_count(params, input_width=width)
+        + attention
+        + pooled * units
         + units
     )
 

@@ -189,6 +189,27 @@ CASES: dict[str, Case] = {
         study(space={**SPACE, "batch_size": {"choices": []}}), says="space.batch_size.choices"
     ),
     "float layer count": _search(study(space={**SPACE, "num_layers": 1.5}), says="num_layers"),
+    "knob of another task": _search(
+        study(space={**SPACE, "predict_change": True}),
+        says="space.predict_change: got 'predict_change'; expected a knob task "
+        "text_classification accepts",
+    ),
+    "unknown pooling": _search(study(space={**SPACE, "pooling": "sum"}), says="space.pooling"),
+    "true/false knob as a range": _search(
+        study(space={**SPACE, "bidirectional": {"low": 0, "high": 1}}),
+        says="space.bidirectional",
+    ),
+    "negative weight decay": _search(
+        study(space={**SPACE, "weight_decay": -1}), says="space.weight_decay: got -1"
+    ),
+    "enqueue knob of another task": _search(
+        section("search", enqueue=[{"predict_change": True}]),
+        says="search.enqueue[0].predict_change: got 'predict_change'; expected a knob task",
+    ),
+    "enqueue unknown knob value": _search(
+        section("search", enqueue=[{"lr_schedule": "step"}]),
+        says="search.enqueue[0].lr_schedule: got 'step'",
+    ),
     "dropout of one": _search(study(space={**SPACE, "dropout_rate": 1.0}), says="dropout_rate"),
     "space and params": _search(study(params=PARAMS), says="exactly one of"),
     "neither space nor params": _search(study(space=None), says="exactly one of"),

@@ -36,7 +36,7 @@ from lstm_tune.results.report import load_metrics, write_train_report
 from lstm_tune.tasks.base import Examples, Options, State, Task
 from lstm_tune.tasks.readers import read_text_lines
 from lstm_tune.training import preflight
-from lstm_tune.training.lstm_stack import adam, lstm_stack
+from lstm_tune.training.lstm_stack import lstm_stack, optimizer
 from lstm_tune.types import Estimate, Objective, Params, Prepared
 
 MAX_METHODS = 10
@@ -96,7 +96,9 @@ class SumSign(Task):
         for layer in lstm_stack(params):
             x = layer(x)
         model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
-        model.compile(optimizer=adam(params), loss="binary_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=optimizer(params), loss="binary_crossentropy", metrics=["accuracy"]
+        )
         return model
 
     def score(self, model: keras.Model, split: Any, params: Params, metric: str) -> float:
