@@ -22,7 +22,13 @@ from optuna_integration import KerasPruningCallback
 from lstm_tune.config import StudySpec
 from lstm_tune.storages.ledger import noticed_taken, taken_trial
 from lstm_tune.tasks import get_task
-from lstm_tune.training.fit import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
+from lstm_tune.training.fit import (
+    CheckpointEvaluator,
+    EarlyStopper,
+    EpochRecorder,
+    TrainingDiverged,
+    fit,
+)
 from lstm_tune.training.preflight import (
     ConfigTooLarge,
     available_memory_bytes,
@@ -82,8 +88,20 @@ def make_objective(
         task.sample(prepared.validation, spec.training.report_sample, spec.seed) if every else None
     )
 
+    stopping = spec.training.early_stopping
+
+    def early_stopper() -> EarlyStopper | None:
+        if stopping is None:
+            return None
+        return EarlyStopper(
+            objective_metric,
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            per_checkpoint=every is not None,
+        )
+
     def pruning_callback(
-        trial: optuna.trial.Trial, params: dict[str, int | float]
+        trial: optuna.trial.Trial, params: dict[str, int | float], stopper: EarlyStopper | None
     ) -> keras.callbacks.Callback:
         if every is None:
             return KerasPruningCallback(trial, objective_metric.name)
@@ -96,6 +114,8 @@ def make_objective(
                 raise optuna.TrialPruned(
                     f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
                 )
+            if stopper is not None:
+                stopper.on_checkpoint(step, value)
 
         return CheckpointEvaluator(
             every_examples=every,
@@ -137,6 +157,12 @@ def make_objective(
             if on_epoch is not None:
                 on_epoch(trial, recorder)
 
+        stopper = early_stopper()
+        callbacks = [
+            pruning_callback(trial, params, stopper),
+            *([stopper] if stopper is not None else []),
+            _StopWhenTaken(trial._trial_id),
+        ]
         try:
             recorder = fit(
                 model,
@@ -144,7 +170,7 @@ def make_objective(
                 task.batches(prepared.validation, params, shuffle_seed=None),
                 objective=objective_metric,
                 epochs=spec.training.epochs,
-                callbacks=[pruning_callback(trial, params), _StopWhenTaken(trial._trial_id)],
+                callbacks=callbacks,
                 on_epoch=record,
             )
         except TrainingDiverged as exc:
@@ -155,9 +181,26 @@ def make_objective(
                 _ensure_own(trial)
                 on_pruned(trial, latest)
             raise
+        if stopper is not None:
+            _record_stop(trial, stopper, recorder)
         if on_trained is not None:
             _ensure_own(trial)
             on_trained(trial, model, recorder)
         return recorder.best_value
 
     return objective
+
+
+def _record_stop(
+    trial: optuna.trial.Trial, stopper: EarlyStopper, recorder: EpochRecorder
+) -> None:
+    """Record on ``trial`` why and when early stopping ended it (nothing if it ran to the
+    maximum): ``stop_reason``, ``stopped_at_epoch`` and, counting checkpoints,
+    ``stopped_at_checkpoint``. The trial keeps its best epoch's value either way."""
+    reason = stopper.reason()
+    if reason is None or stopper.stopped_at is None:
+        return
+    trial.set_user_attr("stop_reason", f"early stopping: {reason}")
+    trial.set_user_attr("stopped_at_epoch", len(recorder.values))
+    if stopper.per_checkpoint:
+        trial.set_user_attr("stopped_at_checkpoint", stopper.stopped_at)

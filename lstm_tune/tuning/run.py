@@ -159,8 +159,10 @@ def run_study(
     if workers != 1 and launch is None:
         raise ValueError(f"workers={workers!r} needs launch=, how to start a worker process")
     check_url(storage)
-    strategy = build_strategy(spec)
-    prepared = get_task(spec.task).load(spec.data, spec.seed)
+    build_strategy(spec)  # its options are checked before the data is read
+    task = get_task(spec.task)
+    prepared = task.load(spec.data, spec.seed)
+    strategy = build_strategy(spec, fit_size=task.size(prepared.fit))
     budget = n_trials or spec.search.n_trials
     count, layout_threads = _size(spec, prepared, workers, budget, say)
     threads = layout_threads if threads is None else threads

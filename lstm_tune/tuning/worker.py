@@ -33,7 +33,7 @@ from lstm_tune.tuning.objective import (
     TrialPrunedHook,
     make_objective,
 )
-from lstm_tune.tuning.sampler_and_pruner import Strategy
+from lstm_tune.tuning.sampler_and_pruner import Strategy, build_strategy
 from lstm_tune.types import Prepared
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -149,11 +149,15 @@ def run_search(
     The data is read and validated before the storage is touched, so a bad data file leaves
     nothing behind. ``prepared`` replaces the data ``spec.data`` names (already loaded, e.g.
     by a caller that runs several searches on the same data); ``strategy`` the sampler and
-    pruner (already built, so already checked).
+    pruner (already built, so already checked, with the data's size: see
+    :func:`~lstm_tune.tuning.sampler_and_pruner.build_strategy`).
     """
     budget = n_trials if n_trials is not None else spec.search.n_trials
+    task = get_task(spec.task)
     if prepared is None:
-        prepared = get_task(spec.task).load(spec.data, spec.seed)
+        prepared = task.load(spec.data, spec.seed)
+    if strategy is None:
+        strategy = build_strategy(spec, fit_size=task.size(prepared.fit))
     study = studies.open_study(
         spec,
         storage_url=storage_url,
