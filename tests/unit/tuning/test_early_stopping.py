@@ -12,17 +12,8 @@ from optuna.trial import TrialState
 
 from lstm_tune.config import StudySpec, parse_spec
 from lstm_tune.tuning.worker import run_search
+from tests.helpers import OVERFITTING_PARAMS
 
-# A tiny model with a large learning rate on 300 reviews: its validation loss bottoms out within
-# a few epochs and then rises as it overfits, well before the 30 epochs allowed.
-OVERFITTING = {
-    "hidden_size": 8,
-    "num_layers": 1,
-    "learning_rate": 0.05,
-    "dropout_rate": 0.0,
-    "sequence_length": 40,
-    "batch_size": 25,
-}
 PATIENCE = 2
 
 
@@ -38,7 +29,7 @@ def _spec(data: Path, tmp: Path, training: dict[str, Any]) -> StudySpec:
             },
             "training": training,
             "search": {"n_trials": 1, "pruner": {"name": "none"}, "metric": "val_loss"},
-            "params": OVERFITTING,
+            "params": OVERFITTING_PARAMS,
         },
         "stops.yaml",
     )
