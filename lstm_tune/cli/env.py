@@ -20,7 +20,7 @@ from lstm_tune.api import (
     default_storage,
     study_dir,
 )
-from lstm_tune.config import StudySpec, load_spec, with_data, with_data_path
+from lstm_tune.config import StudySpec, WarmStartSpec, load_spec, with_data, with_data_path
 from lstm_tune.runtime.workers_and_threads import THREADS_ENV, Threads, parse_threads
 
 __all__ = [
@@ -121,6 +121,16 @@ def with_overrides(spec: StudySpec, data_path: str | None) -> StudySpec:
     if "cache_dir" in type(spec.data).model_fields and spec.data.cache_dir is None:
         spec = with_data(spec, cache_dir=default_cache_dir())
     return spec
+
+
+def with_warm_start(spec: StudySpec, study: str | None) -> StudySpec:
+    """``spec`` warm-started from the earlier ``study`` in its own storage (the flag
+    ``--warm-start-from``), keeping the file's ``top``; unchanged without a name."""
+    if not study:
+        return spec
+    file_warm = spec.search.warm_start
+    warm = WarmStartSpec(study=study, **({"top": file_warm.top} if file_warm else {}))
+    return spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": warm})})
 
 
 def threads_from_env() -> Threads | None:

@@ -14,6 +14,7 @@ The CLI applies the first two with ``model_copy``; nothing below it does.
 
 from lstm_tune.config.files import load_spec
 from lstm_tune.config.space import (
+    PARAM_DEFAULTS,
     PARAM_KINDS,
     PARAM_LIMITS,
     PARAM_NAMES,
@@ -44,13 +45,14 @@ from lstm_tune.config.spec import (
 
 __all__ = [
     "DEFAULT_TASK",
+    "PARAM_DEFAULTS",
     "PARAM_KINDS",
-    "EarlyStoppingSpec",
     "PARAM_LIMITS",
     "PARAM_NAMES",
     "PRUNER_CLASSES",
     "SAMPLER_CLASSES",
     "Choice",
+    "EarlyStoppingSpec",
     "FloatRange",
     "Fixed",
     "IntRange",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from lstm_tune.config.wording import FieldProblem
 
 __all__ = [
+    "PARAM_DEFAULTS",
     "PARAM_KINDS",
     "PARAM_LIMITS",
     "PARAM_NAMES",
@@ -50,6 +51,11 @@ PARAM_KINDS: dict[str, type] = {
     "sequence_length": int,
     "batch_size": int,
 }
+# Knobs a study may leave out of its space, each with the value that builds today's model (a
+# knob added to the space later: what a study without it trains), or a function of the other
+# params giving it (embedding_size: the hidden_size). Warm starts fill an earlier study's
+# config with these. The six are in every study, so none has a default.
+PARAM_DEFAULTS: dict[str, Any] = {}
 # What each hyperparameter may be, whatever a file says: outside this, Keras fails or the
 # search is meaningless (dropout 1.0 drops everything).
 PARAM_LIMITS: dict[str, tuple[float, float]] = {

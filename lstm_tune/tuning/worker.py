@@ -19,7 +19,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.config import StudySpec, spec_to_dict
+from lstm_tune.config import StudySpec
 from lstm_tune.errors import StorageError, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.storages.ledger import TrialTaken, taken_trial
@@ -175,7 +175,7 @@ def run_search(
             make_objective(
                 spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
             ),
-            spec_to_dict(spec),
+            studies.study_doc(spec),
         )
     )
     seconds = timeout if timeout is not None else spec.search.timeout

@@ -22,6 +22,7 @@ from lstm_tune.cli.env import (
     resolve_artifact_dir,
     resolve_storage,
     threads_from_env,
+    with_warm_start,
     worker_environment,
 )
 from lstm_tune.cli.options import (
@@ -29,6 +30,7 @@ from lstm_tune.cli.options import (
     add_accept_changes,
     add_artifact_dir,
     add_study_file,
+    add_warm_start,
     positive_int,
     seconds,
     study_file_flags,
@@ -64,6 +66,7 @@ class Search(Command):
             "$LSTM_TUNE_THREADS=N[,M] sets each worker's intra-op[,inter-op] threads",
         )
         add_accept_changes(parser)
+        add_warm_start(parser)
         # Set by `--workers N` for each worker it starts (sampling does not depend on it).
         parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
@@ -71,7 +74,9 @@ class Search(Command):
         """Resolve the flags and environment, run the study, report how it ended."""
         # The study file and $LSTM_TUNE_THREADS are checked before Optuna or TensorFlow is
         # imported, so a mistake costs no wait.
-        spec = load_with_overrides(args.study, args.data_path)
+        spec = with_warm_start(
+            load_with_overrides(args.study, args.data_path), args.warm_start_from
+        )
         threads = threads_from_env()
         import optuna
 
@@ -155,6 +160,7 @@ def _worker_argv(args: argparse.Namespace, study_name: str, index: int) -> list[
         "--timeout": args.timeout,
         "--data-path": args.data_path,
         "--artifact-dir": args.artifact_dir,
+        "--warm-start-from": args.warm_start_from,  # the same spec as the pool's parent
     }
     for flag, value in passed.items():
         if value is not None:
@@ -170,8 +176,9 @@ class CreateStudy(Command):
     parents = (study_file_flags,)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Only ``--accept-changes`` beyond the study file's flags."""
+        """``--accept-changes`` and ``--warm-start-from`` beyond the study file's flags."""
         add_accept_changes(parser)
+        add_warm_start(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         """Create or resume the study and say how many trials it holds."""
@@ -182,7 +189,7 @@ class CreateStudy(Command):
         from lstm_tune.tuning.studies import open_study  # not worker's: no TensorFlow import
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        spec = load_with_overrides(args.study, None)
+        spec = with_warm_start(load_with_overrides(args.study, None), args.warm_start_from)
         study_name = args.study_name or spec.name
         storage = resolve_storage(args.storage, study_name, args.study)
         study = open_study(
