@@ -45,7 +45,7 @@ from lstm_tune.runtime.workers_and_threads import (
 from lstm_tune.storages import absolute_url, check_url
 from lstm_tune.tasks import get_task
 from lstm_tune.tuning.budget import BudgetGate
-from lstm_tune.tuning.sampler_and_pruner import build_strategy
+from lstm_tune.tuning.sampler_and_pruner import build_strategy, sized_for_data
 from lstm_tune.tuning.studies import open_study
 from lstm_tune.tuning.worker import SearchOutcome, run_search
 from lstm_tune.types import Prepared
@@ -159,10 +159,10 @@ def run_study(
     if workers != 1 and launch is None:
         raise ValueError(f"workers={workers!r} needs launch=, how to start a worker process")
     check_url(storage)
-    build_strategy(spec)  # its options are checked before the data is read
+    strategy = build_strategy(spec)  # its options are checked before the data is read
     task = get_task(spec.task)
     prepared = task.load(spec.data, spec.seed)
-    strategy = build_strategy(spec, fit_size=task.size(prepared.fit))
+    strategy = sized_for_data(strategy, spec, task.size(prepared.fit))
     budget = n_trials or spec.search.n_trials
     count, layout_threads = _size(spec, prepared, workers, budget, say)
     threads = layout_threads if threads is None else threads

@@ -1,12 +1,14 @@
 """Study-file sampler and pruner settings → Optuna sampler and pruner objects.
 
-:func:`build_strategy` builds both for a process's run; building is also the check of their
-options, so a run builds them before it touches the storage or reads the data, and once more
-when the data's size is known (Hyperband's maximum in checkpoints, with early stopping).
+:func:`build_strategy` builds both once per process; building is also the check of their
+options, so a run builds them before it touches the storage or reads the data
+(:func:`sized_for_data` rebuilds Hyperband once the data's size gives its maximum in
+checkpoints, with early stopping).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import typing
@@ -287,3 +289,14 @@ def build_strategy(spec: StudySpec, *, fit_size: int | None = None) -> Strategy:
         sampler=build_trial_seeded_sampler(spec.search.sampler, spec.seed),
         pruner=build_pruner(spec.search.pruner, max_trial_steps(spec, fit_size)),
     )
+
+
+def sized_for_data(strategy: Strategy, spec: StudySpec, fit_size: int) -> Strategy:
+    """``strategy`` (built before the data was read) with its pruner rebuilt when its maximum
+    needs the data's size (Hyperband counting checkpoints, with early stopping); else as is."""
+    if max_trial_steps(spec, None) is not None or max_trial_steps(spec, fit_size) is None:
+        return strategy
+    if spec.search.pruner.name != "hyperband":
+        return strategy
+    pruner = build_pruner(spec.search.pruner, max_trial_steps(spec, fit_size))
+    return dataclasses.replace(strategy, pruner=pruner)

@@ -9,7 +9,7 @@ import pytest
 
 from lstm_tune.config import PRUNER_CLASSES, SAMPLER_CLASSES, StudySpec, json_schema, parse_spec
 from lstm_tune.errors import ConfigError
-from lstm_tune.tuning.sampler_and_pruner import TrialSeededSampler, build_strategy
+from lstm_tune.tuning.sampler_and_pruner import TrialSeededSampler, build_strategy, sized_for_data
 
 SPACE = {
     "hidden_size": {"low": 4, "high": 8},
@@ -81,3 +81,16 @@ def test_hyperband_max_resource_follows_the_maximum_epochs_with_early_stopping()
     # Without early stopping every trial runs the maximum: Optuna's "auto", as before.
     plain = _hyperband({"epochs": 12})
     assert build_strategy(plain).pruner._max_resource == "auto"  # type: ignore[attr-defined]
+
+
+def test_hyperband_counting_checkpoints_is_sized_once_the_data_is_read() -> None:
+    spec = _hyperband({"epochs": 4, "report_every": 50, "early_stopping": {"patience": 2}})
+    before = build_strategy(spec)
+    assert before.pruner._max_resource == "auto"  # type: ignore[attr-defined]
+    after = sized_for_data(before, spec, fit_size=300)
+    assert after.pruner._max_resource == 24  # type: ignore[attr-defined]
+    assert after.sampler is before.sampler
+    # Counting epochs, the maximum needed no data: the strategy is kept as built.
+    by_epochs = _hyperband({"epochs": 4, "early_stopping": {"patience": 2}})
+    strategy = build_strategy(by_epochs)
+    assert sized_for_data(strategy, by_epochs, fit_size=300) is strategy
