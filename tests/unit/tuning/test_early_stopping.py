@@ -86,10 +86,3 @@ def test_with_checkpoints_patience_counts_checkpoints(imdb_slice: Path, tmp_path
     assert trial.user_attrs["stopped_at_epoch"] == -(-stopped // 3)
     assert trial.user_attrs["stop_reason"].endswith(f"for {PATIENCE} checkpoints")
     assert trial.value == min(trial.user_attrs["val_loss_per_epoch"])
-
-
-@pytest.mark.slow
-def test_without_early_stopping_a_trial_runs_every_epoch(imdb_slice: Path, tmp_path: Path) -> None:
-    trial = _only_trial(_spec(imdb_slice, tmp_path, {"epochs": 4}), tmp_path)
-    assert len(trial.user_attrs["val_loss_per_epoch"]) == 4
-    assert "stop_reason" not in trial.user_attrs
