@@ -291,11 +291,12 @@ class SearchResult:
         config: str | Path | None = None,
         refit_full: bool = False,
         data_path: str | None = None,
+        epochs: int | None = None,
     ) -> TrainedModel:
         """Retrain the best trial's config (or the exported ``config`` file, e.g. from
         :meth:`finalize`) and test it, as ``lstm-tune train`` does: ``out_dir`` gets the
-        model, ``metrics.json`` and ``report.html``. Returns the loaded model, whose
-        ``predict`` takes raw input."""
+        model, ``metrics.json`` and ``report.html``; ``epochs`` as ``--epochs``. Returns the
+        loaded model, whose ``predict`` takes raw input."""
         from lstm_tune.results.evaluate import retrain_and_evaluate, summary
         from lstm_tune.results.inference import load_model
         from lstm_tune.results.report import write_train_report
@@ -309,7 +310,7 @@ class SearchResult:
         tracking = self.spec.tracking.mlflow
         if tracking is not None:
             require_mlflow("tracking.mlflow")
-        evaluation = retrain_and_evaluate(spec, out_dir, refit_full=refit_full)
+        evaluation = retrain_and_evaluate(spec, out_dir, refit_full=refit_full, epochs=epochs)
         self.say(summary(evaluation.metrics))
         if evaluation.metrics.get("beats_baseline") is False:
             self.say("warning: the model does not beat the task's trivial baseline")

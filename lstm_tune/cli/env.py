@@ -24,6 +24,7 @@ from lstm_tune.config import (
     MlflowSpec,
     StudySpec,
     TrackingSpec,
+    WarmStartSpec,
     load_spec,
     with_data,
     with_data_path,
@@ -156,6 +157,16 @@ def with_observers(
         mlflow = MlflowSpec(tracking_uri=uri, experiment=experiment)
         spec = spec.model_copy(update={"tracking": TrackingSpec(mlflow=mlflow)})
     return spec
+
+
+def with_warm_start(spec: StudySpec, study: str | None) -> StudySpec:
+    """``spec`` warm-started from the earlier ``study`` in its own storage (the flag
+    ``--warm-start-from``), keeping the file's ``top``; unchanged without a name."""
+    if not study:
+        return spec
+    file_warm = spec.search.warm_start
+    warm = WarmStartSpec(study=study, **({"top": file_warm.top} if file_warm else {}))
+    return spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": warm})})
 
 
 def threads_from_env() -> Threads | None:

@@ -86,6 +86,16 @@ def add_study_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study YAML file, e.g. studies/imdb.yaml")
 
 
+def add_warm_start(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--warm-start-from NAME``: queue an earlier study's best configs first."""
+    parser.add_argument(
+        "--warm-start-from",
+        metavar="NAME",
+        help="when the study is created, queue the best configs of the earlier study NAME in "
+        "this study's storage (as search.warm_start; top from the file's, default 5)",
+    )
+
+
 def add_accept_changes(parser: argparse.ArgumentParser) -> None:
     """Declare ``--accept-changes``: record a changed study file as the study's spec."""
     parser.add_argument("--accept-changes", action="store_true", help=ACCEPT_CHANGES_HELP)

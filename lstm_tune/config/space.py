@@ -22,6 +22,7 @@ from lstm_tune.config.wording import FieldProblem
 
 __all__ = [
     "KNOBS",
+    "PARAM_DEFAULTS",
     "PARAM_KINDS",
     "PARAM_LIMITS",
     "PARAM_NAMES",
@@ -57,6 +58,21 @@ PARAM_KINDS: dict[str, type] = {
     "dropout_rate": float,
     "sequence_length": int,
     "batch_size": int,
+}
+# Knobs a study may leave out of its space, each with the value that builds today's model (a
+# knob added to the space later: what a study without it trains), or a function of the other
+# params giving it (embedding_size: the hidden_size). Warm starts fill an earlier study's
+# config with these. The six are in every study, so none has a default; nor have the knobs
+# whose default depends on the task or the data (clipnorm: none, or the language model's 1.0;
+# max_features and predict_change: the data section's), which a warm start leaves to the
+# sampler. Each value here is what KNOBS' `default` says in words.
+PARAM_DEFAULTS: dict[str, Any] = {
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
+    "lr_warmup": 0.0,
+    "embedding_size": lambda params: params["hidden_size"],
+    "bidirectional": False,
+    "pooling": "last",
 }
 # What each hyperparameter may be, whatever a file says: outside this, Keras fails or the
 # search is meaningless (dropout 1.0 drops everything).

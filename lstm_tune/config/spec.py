@@ -47,6 +47,7 @@ from lstm_tune.tasks import all_tasks, get_task, task_names
 __all__ = [
     "DEFAULT_TASK",
     "MAX_SEED",
+    "EarlyStoppingSpec",
     "PRUNER_CLASSES",
     "MlflowSpec",
     "SAMPLER_CLASSES",
@@ -57,6 +58,7 @@ __all__ = [
     "StudySpec",
     "TrackingSpec",
     "TrainingSpec",
+    "WarmStartSpec",
     "json_schema",
     "parse_spec",
     "spec_to_dict",
@@ -94,18 +96,34 @@ else:  # pydantic checks the name and lists the table in the JSON Schema as an e
 MAX_SEED = 2**32 - 1
 
 
+class EarlyStoppingSpec(Frozen):
+    """Stop a trial once the study's metric has not improved for ``patience`` checks.
+
+    A check is an epoch end, or a checkpoint when ``training.report_every`` is set; an
+    improvement beats the best value so far by more than ``min_delta``, in the study's
+    direction (Keras's ``EarlyStopping`` rule).
+    """
+
+    patience: StrictInt = Field(ge=1, le=10000, description="non-improving checks to stop after")
+    min_delta: float = Field(
+        0.0, ge=0.0, allow_inf_nan=False, description="the least change that counts as better"
+    )
+
+
 class TrainingSpec(Frozen):
     """Settings every trial shares.
 
-    ``report_every`` (training examples) makes a trial report its validation metric to the
-    pruner every that many examples, measured on a fixed sample of ``report_sample``
-    validation examples, instead of once per epoch: with long epochs, hopeless trials stop
-    early.
+    ``epochs`` is the most a trial trains: with ``early_stopping`` a trial stops sooner once
+    it stops improving. ``report_every`` (training examples) makes a trial report its
+    validation metric to the pruner every that many examples, measured on a fixed sample of
+    ``report_sample`` validation examples, instead of once per epoch: with long epochs,
+    hopeless trials stop early.
     """
 
     epochs: StrictInt = Field(5, ge=1, le=10000)
     report_every: StrictInt | None = Field(None, ge=1)
     report_sample: StrictInt = Field(1000, ge=2)
+    early_stopping: EarlyStoppingSpec | None = None
     tensorboard: str | None = Field(
         None,
         min_length=1,
@@ -145,6 +163,16 @@ class PrunerSpec(Frozen):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class WarmStartSpec(Frozen):
+    """An earlier study whose best ``top`` complete configs run first in this one."""
+
+    study: str = Field(min_length=1, description="the earlier study's name")
+    storage: str | None = Field(
+        None, min_length=1, description="its storage URL (default: this study's storage)"
+    )
+    top: StrictInt = Field(5, ge=1, le=1000, description="how many of its best configs")
+
+
 class SearchSpec(Frozen):
     """The search's budget, strategy and objective (the task's metric and its direction)."""
 
@@ -160,6 +188,8 @@ class SearchSpec(Frozen):
         tuple[dict[str, int | float | bool | str], ...],
         WithJsonSchema({"type": "array", "items": {**space_schema(fixed=True), "required": []}}),
     ] = ()
+    # An earlier study whose best configs are queued when this study is created.
+    warm_start: WarmStartSpec | None = None
 
     @field_validator("enqueue", mode="before")
     @classmethod
@@ -497,6 +527,11 @@ def spec_to_dict(
             "direction": search.direction,
             "metric": search.metric,
             **({"enqueue": [dict(c) for c in search.enqueue]} if search.enqueue else {}),
+            **(
+                {"warm_start": search.warm_start.model_dump(mode="json", exclude_none=True)}
+                if search.warm_start is not None
+                else {}
+            ),
         },
     }
     if spec.training.report_every is None:

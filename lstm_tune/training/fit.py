@@ -125,6 +125,76 @@ class CheckpointEvaluator(keras.callbacks.Callback):  # type: ignore[misc]
             self.on_checkpoint(step, float(self.score(self.model)))
 
 
+class EarlyStopper(keras.callbacks.EarlyStopping):  # type: ignore[misc]
+    """Keras's ``EarlyStopping`` on the objective, in its direction, counting epochs, or
+    checkpoints when ``per_checkpoint`` (fed by :meth:`on_checkpoint`, not by epoch ends).
+
+    Stops after ``patience`` checks in a row that do not beat the best value so far by more
+    than ``min_delta``. Restoring the best weights is :class:`BestWeights`' job: Keras's
+    ``restore_best_weights`` keeps the last epoch that beat the best by ``min_delta``, which
+    with ``min_delta > 0`` need not be the best epoch the recorder reports.
+    """
+
+    def __init__(
+        self, objective: Objective, *, patience: int, min_delta: float, per_checkpoint: bool
+    ) -> None:
+        super().__init__(
+            monitor=objective.name,
+            mode="max" if objective.direction == "maximize" else "min",
+            patience=patience,
+            min_delta=min_delta,
+        )
+        self.per_checkpoint = per_checkpoint
+        self.checks = 0
+        # The epoch (1-based) or checkpoint step at which training was told to stop.
+        self.stopped_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.per_checkpoint:
+            self._check(logs, epoch + 1)
+
+    def on_checkpoint(self, step: int, value: float) -> None:
+        """Count checkpoint ``step`` (scored ``value``) as one check."""
+        if self.per_checkpoint:
+            self._check({self.monitor: value}, step)
+
+    def _check(self, logs: dict[str, Any] | None, at: int) -> None:
+        self.checks += 1
+        super().on_epoch_end(self.checks - 1, logs)
+        if self.stopped_epoch and self.stopped_at is None:  # Keras: the check it stopped at
+            self.stopped_at = at
+
+    def reason(self) -> str | None:
+        """Why training stopped early, in words, or None if it did not."""
+        if self.stopped_at is None:
+            return None
+        unit = "checkpoints" if self.per_checkpoint else "epochs"
+        # Keras stores min_delta negated when lower is better.
+        delta = f" by more than {abs(self.min_delta):g}" if self.min_delta else ""
+        return f"{self.monitor} did not improve{delta} for {self.patience} {unit}"
+
+
+class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]
+    """Puts back, when training ends, the weights of the recorder's best epoch.
+
+    Runs after ``recorder`` (which must come first in the callbacks), so the epoch just
+    ended is in its history; on ties the first best epoch is kept, as the recorder reports.
+    """
+
+    def __init__(self, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+        self.weights: list[Any] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.recorder.best_epoch == len(self.recorder.values):
+            self.weights = self.model.get_weights()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -135,24 +205,27 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_epoch: EpochHook | None = None,
     planned_epochs: int | None = None,
+    restore_best: bool = False,
 ) -> EpochRecorder:
-    """Train ``model`` for ``epochs`` and return the recorder of its history and timings.
+    """Train ``model`` for at most ``epochs`` and return the recorder of its history and
+    timings; ``restore_best`` leaves the model with its best epoch's weights.
 
-    The recorder runs before ``callbacks``, so a callback that stops training (pruning) still
-    finds the epoch it stopped on in the history. A learning-rate schedule (``lr_schedule``,
-    ``lr_warmup``) is spread over ``planned_epochs`` (default ``epochs``) epochs of
-    ``train``'s batches: ``train`` replays a trial's first epochs at the trial's rates.
+    The recorder runs before ``callbacks``, so a callback that stops training (pruning, early
+    stopping) still finds the epoch it stopped on in the history. A learning-rate schedule
+    (``lr_schedule``, ``lr_warmup``) is spread over ``planned_epochs`` (default ``epochs``)
+    epochs of ``train``'s batches: ``train`` replays a trial's first epochs at the trial's rates.
     """
     schedule = scheduled_rate(model)
     if schedule is not None:
         plan_learning_rate(schedule, (planned_epochs or epochs) * _batches_per_epoch(train))
     recorder = EpochRecorder(objective, on_epoch=on_epoch)
+    keep = [BestWeights(recorder)] if restore_best else []
     model.fit(
         train,
         validation_data=validation,
         epochs=epochs,
         shuffle=False,  # the task's batches are already drawn in a new random order each epoch
-        callbacks=[recorder, *callbacks],
+        callbacks=[recorder, *keep, *callbacks],
         verbose=0,
     )
     return recorder

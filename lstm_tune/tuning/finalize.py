@@ -6,11 +6,14 @@ retrains each ``seeds`` times on the same fit/validation split for its trial's b
 count, and exports the one with the best mean validation value; mean and standard deviation
 of every finalist go into the exported YAML (``result.finalists``) and onto the study
 (``lstm_tune_finalists``, shown by ``lstm-tune report``). The cost is estimated up front from
-the pre-flight time estimate, and a budget caps it.
+the pre-flight time estimate, and a budget caps it. With ``training.early_stopping`` each run
+trains as ``train`` does (at most ``training.epochs``, stopping on the validation split,
+keeping its best epoch), and the estimate counts the maximum.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +31,8 @@ from lstm_tune.types import Prepared
 if TYPE_CHECKING:
     import keras
 
+    from lstm_tune.training.fit import EarlyStopper
+
 FINALISTS_ATTR = "lstm_tune_finalists"
 # Seconds in a minute, for the estimate and budget line.
 MINUTE = 60
@@ -42,6 +47,8 @@ class Finalist:
     params: dict[str, Any]
     epochs: int
     values: list[float] = field(default_factory=list)
+    # With early stopping: each run's best epoch (the one whose weights it kept).
+    best_epochs: list[int] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -63,6 +70,7 @@ class Finalist:
             "mean": self.mean,
             "std": self.std,
             "params": self.params,
+            **({"best_epochs": self.best_epochs} if self.best_epochs else {}),
         }
 
 
@@ -87,13 +95,36 @@ def _epochs(trial: FrozenTrial, spec: StudySpec) -> int:
     return int(trial.user_attrs.get("best_epoch", spec.training.epochs))
 
 
+def final_stopper(spec: StudySpec, fit_size: int) -> EarlyStopper | None:
+    """The early stopping of a final training (``train``, ``finalize``) on ``fit_size``
+    training examples: ``spec``'s, checked at epoch ends on the whole validation split. A
+    patience counted in checkpoints (``report_every``) becomes the epochs that hold as many
+    training examples, at least one. None when ``spec`` does not stop early."""
+    from lstm_tune.training.fit import EarlyStopper
+
+    stopping = spec.training.early_stopping
+    if stopping is None:
+        return None
+    patience = stopping.patience
+    every = spec.training.report_every
+    if every is not None:
+        patience = max(1, math.ceil(patience * every / max(1, fit_size)))
+    return EarlyStopper(
+        spec.objective, patience=patience, min_delta=stopping.min_delta, per_checkpoint=False
+    )
+
+
 def estimated_seconds(
     spec: StudySpec, prepared: Prepared, trials: list[FrozenTrial], seeds: int
 ) -> float:
-    """Pre-flight time estimate of retraining every finalist ``seeds`` times."""
+    """Pre-flight time estimate of retraining every finalist ``seeds`` times: for its trial's
+    best epoch count, or for the maximum (``training.epochs``) when runs stop early."""
     task = get_task(spec.task)
+    stops_early = spec.training.early_stopping is not None
     return seeds * sum(
-        _epochs(t, spec) * task.estimate(t.params, prepared).epoch_seconds for t in trials
+        (spec.training.epochs if stops_early else _epochs(t, spec))
+        * task.estimate(t.params, prepared).epoch_seconds
+        for t in trials
     )
 
 
@@ -107,7 +138,9 @@ def revalidate(
     on_run: Callable[[Finalist, int, keras.Model], None] | None = None,
 ) -> list[Finalist]:
     """Retrain each trial's config with seeds ``spec.seed``, ``spec.seed + 1``, ...; the
-    value of a run is its last epoch's validation value (what ``train`` keeps). Seeds run
+    value of a run is its last epoch's validation value (what ``train`` keeps). With
+    ``training.early_stopping`` a run trains for at most ``training.epochs``, stops as
+    ``train`` does and keeps its best epoch, whose value is the run's. Seeds run
     round-robin over the finalists, so a budget that runs out leaves each with as many runs
     as the others (or one fewer). ``on_run`` sees each run's finalist, seed and trained
     model (e.g. to evaluate it further)."""
@@ -130,15 +163,22 @@ def revalidate(
             keras.utils.set_random_seed(seed)
             data = task.for_params(prepared, finalist.params)
             model = task.build(finalist.params, data)
+            stopper = final_stopper(spec, task.size(data.fit))
             recorder = fit(
                 model,
                 task.batches(data.fit, finalist.params, shuffle_seed=seed),
                 task.batches(data.validation, finalist.params, shuffle_seed=None),
                 objective=objective,
-                epochs=finalist.epochs,
+                epochs=finalist.epochs if stopper is None else spec.training.epochs,
+                callbacks=[] if stopper is None else [stopper],
+                restore_best=stopper is not None,
                 planned_epochs=spec.training.epochs,  # the trial's schedule, if it had one
             )
-            finalist.values.append(recorder.values[-1])
+            if stopper is None:
+                finalist.values.append(recorder.values[-1])
+            else:
+                finalist.values.append(recorder.best_value)
+                finalist.best_epochs.append(recorder.best_epoch)
             if on_run is not None:
                 on_run(finalist, seed, model)
     return finalists

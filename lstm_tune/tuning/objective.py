@@ -22,7 +22,13 @@ from optuna_integration import KerasPruningCallback
 from lstm_tune.config import StudySpec
 from lstm_tune.storages.ledger import noticed_taken, taken_trial
 from lstm_tune.tasks import get_task
-from lstm_tune.training.fit import CheckpointEvaluator, EpochRecorder, TrainingDiverged, fit
+from lstm_tune.training.fit import (
+    CheckpointEvaluator,
+    EarlyStopper,
+    EpochRecorder,
+    TrainingDiverged,
+    fit,
+)
 from lstm_tune.training.preflight import (
     ConfigTooLarge,
     available_memory_bytes,
@@ -89,11 +95,24 @@ def make_objective(
             samples[key] = task.sample(data.validation, spec.training.report_sample, spec.seed)
         return samples[key]
 
+    stopping = spec.training.early_stopping
+
+    def early_stopper() -> EarlyStopper | None:
+        if stopping is None:
+            return None
+        return EarlyStopper(
+            objective_metric,
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            per_checkpoint=every is not None,
+        )
+
     def pruning_callback(
         trial: optuna.trial.Trial,
         params: Params,
         data: Prepared,
         board: TrialTensorBoard | None,
+        stopper: EarlyStopper | None,
     ) -> keras.callbacks.Callback:
         if every is None:
             return KerasPruningCallback(trial, objective_metric.name)
@@ -108,6 +127,8 @@ def make_objective(
                 raise optuna.TrialPruned(
                     f"pruned at checkpoint {step} ({step * every} {task.example_noun})"
                 )
+            if stopper is not None:
+                stopper.on_checkpoint(step, value)
 
         sample = checkpoint_sample(data, params)
         return CheckpointEvaluator(
@@ -157,9 +178,11 @@ def make_objective(
                 spec.training.tensorboard, trial.study.study_name, trial.number
             )
             board = TrialTensorBoard(log_dir, objective_metric.name)
+        stopper = early_stopper()
         # The board comes before the pruning callback, so a pruned epoch is in its curve too.
         callbacks = [
-            pruning_callback(trial, params, data, board),
+            pruning_callback(trial, params, data, board, stopper),
+            *([stopper] if stopper is not None else []),
             _StopWhenTaken(trial._trial_id),
         ]
         try:
@@ -183,9 +206,26 @@ def make_objective(
         finally:
             if board is not None:
                 board.close()
+        if stopper is not None:
+            _record_stop(trial, stopper, recorder)
         if on_trained is not None:
             _ensure_own(trial)
             on_trained(trial, model, recorder)
         return recorder.best_value
 
     return objective
+
+
+def _record_stop(
+    trial: optuna.trial.Trial, stopper: EarlyStopper, recorder: EpochRecorder
+) -> None:
+    """Record on ``trial`` why and when early stopping ended it (nothing if it ran to the
+    maximum): ``stop_reason``, ``stopped_at_epoch`` and, counting checkpoints,
+    ``stopped_at_checkpoint``. The trial keeps its best epoch's value either way."""
+    reason = stopper.reason()
+    if reason is None or stopper.stopped_at is None:
+        return
+    trial.set_user_attr("stop_reason", f"early stopping: {reason}")
+    trial.set_user_attr("stopped_at_epoch", len(recorder.values))
+    if stopper.per_checkpoint:
+        trial.set_user_attr("stopped_at_checkpoint", stopper.stopped_at)

@@ -47,7 +47,7 @@ from lstm_tune.storages import absolute_url, check_url
 from lstm_tune.tasks import get_task
 from lstm_tune.training.tensorboard import require_tensorboard
 from lstm_tune.tuning.budget import BudgetGate
-from lstm_tune.tuning.sampler_and_pruner import build_strategy
+from lstm_tune.tuning.sampler_and_pruner import build_strategy, sized_for_data
 from lstm_tune.tuning.studies import open_study
 from lstm_tune.tuning.worker import SearchOutcome, run_search
 from lstm_tune.types import Prepared
@@ -187,8 +187,10 @@ def run_study(
     check_url(storage)
     if spec.training.tensorboard is not None:
         require_tensorboard(f"{spec.source_path}: training.tensorboard")
-    strategy = build_strategy(spec)
-    prepared = get_task(spec.task).load(spec.data, spec.seed)
+    strategy = build_strategy(spec)  # its options are checked before the data is read
+    task = get_task(spec.task)
+    prepared = task.load(spec.data, spec.seed)
+    strategy = sized_for_data(strategy, spec, task.size(prepared.fit))
     budget = n_trials or spec.search.n_trials
     count, layout_threads = _size(spec, prepared, workers, budget, say)
     threads = layout_threads if threads is None else threads

@@ -1,11 +1,14 @@
 """Study-file sampler and pruner settings → Optuna sampler and pruner objects.
 
 :func:`build_strategy` builds both once per process; building is also the check of their
-options, so a run builds them before it touches the storage or reads the data.
+options, so a run builds them before it touches the storage or reads the data
+(:func:`sized_for_data` rebuilds Hyperband once the data's size gives its maximum in
+checkpoints, with early stopping).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import typing
@@ -131,9 +134,32 @@ def build_sampler(spec: SamplerSpec, seed: int) -> optuna.samplers.BaseSampler:
     )
 
 
-def build_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
-    """Return the pruner ``spec`` names with its options."""
-    return _construct("pruner", spec.name, _PRUNERS[spec.name], dict(spec.options))  # type: ignore[no-any-return]
+def build_pruner(spec: PrunerSpec, max_steps: int | None = None) -> optuna.pruners.BasePruner:
+    """Return the pruner ``spec`` names with its options.
+
+    ``max_steps`` (the most steps a trial may report) becomes Hyperband's ``max_resource``
+    unless the options give one. Hyperband's default, ``"auto"``, takes the steps of the first
+    complete trial, which with early stopping may be one that stopped short of the maximum.
+    """
+    defaults: dict[str, Any] = {}
+    if spec.name == "hyperband" and max_steps is not None:
+        defaults["max_resource"] = max_steps
+    return _construct("pruner", spec.name, _PRUNERS[spec.name], dict(spec.options), **defaults)  # type: ignore[no-any-return]
+
+
+def max_trial_steps(spec: StudySpec, fit_size: int | None) -> int | None:
+    """The most steps a trial of ``spec`` may report to the pruner when it may stop early:
+    ``training.epochs``, or with ``report_every`` the checkpoints in that many epochs of
+    ``fit_size`` training examples (None while the data's size is unknown). None without
+    early stopping: every trial then runs the maximum, and pruners keep today's defaults."""
+    training = spec.training
+    if training.early_stopping is None:
+        return None
+    if training.report_every is None:
+        return training.epochs
+    if fit_size is None:
+        return None
+    return max(1, training.epochs * (fit_size // training.report_every))
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -254,10 +280,23 @@ class Strategy:
     pruner: optuna.pruners.BasePruner
 
 
-def build_strategy(spec: StudySpec) -> Strategy:
+def build_strategy(spec: StudySpec, *, fit_size: int | None = None) -> Strategy:
     """The sampler and pruner ``spec`` names; a bad option raises :class:`ConfigError` naming
-    its field (``search.sampler.options.X``), the value and what is allowed."""
+    its field (``search.sampler.options.X``), the value and what is allowed. ``fit_size``
+    (training examples, once the data is loaded) sizes Hyperband's maximum in checkpoints
+    (:func:`max_trial_steps`)."""
     return Strategy(
         sampler=build_trial_seeded_sampler(spec.search.sampler, spec.seed),
-        pruner=build_pruner(spec.search.pruner),
+        pruner=build_pruner(spec.search.pruner, max_trial_steps(spec, fit_size)),
     )
+
+
+def sized_for_data(strategy: Strategy, spec: StudySpec, fit_size: int) -> Strategy:
+    """``strategy`` (built before the data was read) with its pruner rebuilt when its maximum
+    needs the data's size (Hyperband counting checkpoints, with early stopping); else as is."""
+    if max_trial_steps(spec, None) is not None or max_trial_steps(spec, fit_size) is None:
+        return strategy
+    if spec.search.pruner.name != "hyperband":
+        return strategy
+    pruner = build_pruner(spec.search.pruner, max_trial_steps(spec, fit_size))
+    return dataclasses.replace(strategy, pruner=pruner)

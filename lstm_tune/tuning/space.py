@@ -31,18 +31,21 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, ParamSpec]) -> Param
     return params
 
 
+def value_inside(spec: ParamSpec, value: object) -> bool:
+    """Return whether ``value`` is one that ``spec`` can produce (on a range's step grid)."""
+    if isinstance(spec, IntRange | FloatRange):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not spec.low <= value <= spec.high:
+            return False
+        if isinstance(spec, IntRange):
+            return float(value).is_integer() and (int(value) - spec.low) % spec.step == 0
+        return True
+    if isinstance(spec, Choice):
+        return value in spec.choices
+    return bool(value == spec.value)
+
+
 def contains(space: dict[str, ParamSpec], params: Params) -> bool:
     """Return whether every value of ``params`` lies inside ``space``."""
-    for name in param_names(space):
-        spec, value = space[name], params[name]
-        if isinstance(spec, IntRange | FloatRange):
-            if not spec.low <= value <= spec.high:  # type: ignore[operator]
-                return False
-            if isinstance(spec, IntRange) and (int(value) - spec.low) % spec.step:
-                return False
-        elif isinstance(spec, Choice):
-            if value not in spec.choices:
-                return False
-        elif value != spec.value:
-            return False
-    return True
+    return all(value_inside(space[name], params[name]) for name in param_names(space))

@@ -21,6 +21,7 @@ FREE_FIELDS = (
     "search.sampler",
     "search.pruner",
     "search.enqueue",  # only read when the study is created
+    "search.warm_start",  # likewise
     "data.path",
     "data.*_path",
     "data.cache_dir",

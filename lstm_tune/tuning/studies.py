@@ -1,8 +1,9 @@
 """Create or resume a study safely, and keep the spec each of its trials ran with.
 
 * **One creator.** The study is created, its spec recorded and its ``search.enqueue`` configs
-  queued under the database's set-up lock, so workers starting together neither die nor
-  queue the configs once each.
+  and ``search.warm_start``'s (:mod:`lstm_tune.tuning.warm_start`) queued under the
+  database's set-up lock, so workers starting together neither die nor queue the configs
+  once each.
 * **A study knows its spec.** The study's user attribute ``lstm_tune_spec`` is the spec its
   trials mean. Resuming with a study file that changes the search space or what a trial means
   stops with one line naming the changed fields (see :mod:`lstm_tune.tuning.specdiff` for what may
@@ -32,10 +33,11 @@ from optuna.trial import FrozenTrial
 
 from lstm_tune.config import StudySpec, parse_spec, spec_to_dict
 from lstm_tune.errors import ConfigError
-from lstm_tune.storages import SPEC_ATTR, absolute_url, open_storage
+from lstm_tune.storages import SPEC_ATTR, absolute_url, open_storage, redact_url
 from lstm_tune.tuning.sampler_and_pruner import Strategy, build_strategy
 from lstm_tune.tuning.space import suggest
 from lstm_tune.tuning.specdiff import Change, meaningful_changes
+from lstm_tune.tuning.warm_start import read_warm_start
 
 __all__ = [
     "SPEC_ID_ATTR",
@@ -43,6 +45,7 @@ __all__ = [
     "WORKER_ATTR",
     "open_study",
     "spec_id",
+    "study_doc",
     "tag_trials",
     "trial_spec",
 ]
@@ -85,7 +88,12 @@ def open_study(
     if strategy is None:
         strategy = build_strategy(spec)
     storage = open_storage(storage_url)
-    doc = spec_to_dict(spec)
+    doc = study_doc(spec)
+    warm_start = None
+    if spec.search.warm_start is not None and not _has_spec(storage, study_name):
+        warm_start = read_warm_start(
+            spec, spec.search.warm_start, storage_url=storage_url, storage=storage
+        )
     # A grpc:// storage has no lock of its own: its proxy holds the one database connection
     # pool, and Optuna's load_if_exists settles two creators of one study.
     lock = getattr(storage, "setup_lock", contextlib.nullcontext)
@@ -100,10 +108,13 @@ def open_study(
         )
         attrs = study.user_attrs
         if SPEC_ATTR not in attrs:
-            # First open of this study: record what it searches, queue the configs to run first.
-            study.set_user_attr(SPEC_ATTR, doc)
+            # First open of this study: queue the configs to run first, then record what it
+            # searches (last: a warm start that fails is tried again by the next open).
             for config in spec.search.enqueue:
                 study.enqueue_trial(config, skip_if_exists=True)
+            if warm_start is not None:
+                warm_start.queue(study)
+            study.set_user_attr(SPEC_ATTR, doc)
         else:
             changes = meaningful_changes(_as_written_now(attrs[SPEC_ATTR]), doc)
             if changes and not accept_changes:
@@ -126,11 +137,30 @@ def open_study(
     return study
 
 
+def _has_spec(storage: Any, study_name: str) -> bool:
+    """Whether the study exists and has recorded its spec (it was created before)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return False
+    return SPEC_ATTR in storage.get_study_user_attrs(study_id)
+
+
+def study_doc(spec: StudySpec) -> dict[str, Any]:
+    """The document a study stores for ``spec`` (:func:`spec_to_dict`), with any password in
+    ``search.warm_start.storage`` hidden: study attributes are shown by the dashboard."""
+    doc = spec_to_dict(spec)
+    warm = doc["search"].get("warm_start")
+    if warm is not None and "storage" in warm:
+        doc["search"]["warm_start"] = {**warm, "storage": redact_url(warm["storage"])}
+    return doc
+
+
 def _as_written_now(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored spec in today's layout (defaults of fields added since filled in), so that a
     study created by an older lstm-tune is compared field by field, not by format."""
     try:
-        return spec_to_dict(parse_spec(stored, "stored spec"))
+        return study_doc(parse_spec(stored, "stored spec"))
     except ConfigError:
         return stored
 

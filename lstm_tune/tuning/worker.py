@@ -19,7 +19,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.config import StudySpec, spec_to_dict
+from lstm_tune.config import StudySpec
 from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.storages.ledger import TrialTaken, taken_trial
@@ -33,7 +33,7 @@ from lstm_tune.tuning.objective import (
     TrialPrunedHook,
     make_objective,
 )
-from lstm_tune.tuning.sampler_and_pruner import Strategy
+from lstm_tune.tuning.sampler_and_pruner import Strategy, build_strategy
 from lstm_tune.types import Prepared
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -149,11 +149,15 @@ def run_search(
     The data is read and validated before the storage is touched, so a bad data file leaves
     nothing behind. ``prepared`` replaces the data ``spec.data`` names (already loaded, e.g.
     by a caller that runs several searches on the same data); ``strategy`` the sampler and
-    pruner (already built, so already checked).
+    pruner (already built, so already checked, with the data's size: see
+    :func:`~lstm_tune.tuning.sampler_and_pruner.build_strategy`).
     """
     budget = n_trials if n_trials is not None else spec.search.n_trials
+    task = get_task(spec.task)
     if prepared is None:
-        prepared = get_task(spec.task).load(spec.data, spec.seed)
+        prepared = task.load(spec.data, spec.seed)
+    if strategy is None:
+        strategy = build_strategy(spec, fit_size=task.size(prepared.fit))
     study = studies.open_study(
         spec,
         storage_url=storage_url,
@@ -171,7 +175,7 @@ def run_search(
             make_objective(
                 spec, prepared, on_trained=on_trained, on_epoch=on_epoch, on_pruned=on_pruned
             ),
-            spec_to_dict(spec),
+            studies.study_doc(spec),
         )
     )
     seconds = timeout if timeout is not None else spec.search.timeout

@@ -31,6 +31,16 @@ TINY_SPACE = {
     "sequence_length": {"low": 40, "high": 60, "step": 20},
     "batch_size": {"choices": [16]},
 }
+# A tiny text model with a large learning rate: on a few hundred reviews its validation loss
+# bottoms out within a few epochs and then rises as it overfits (tests of early stopping).
+OVERFITTING_PARAMS = {
+    "hidden_size": 8,
+    "num_layers": 1,
+    "learning_rate": 0.05,
+    "dropout_rate": 0.0,
+    "sequence_length": 40,
+    "batch_size": 25,
+}
 
 
 def require_or_skip(reason: str) -> None:

@@ -132,6 +132,13 @@ class Train(Command):
             help="train on the training and validation splits together (epochs as chosen)",
         )
         add_mlflow_tracking_uri(parser, what="the trained model's run")
+        parser.add_argument(
+            "--epochs",
+            type=positive_int,
+            help="epochs to train instead of the config's: the most, when the config has "
+            "training.early_stopping (it stops on the validation split and keeps the best "
+            "epoch's weights); the exact count otherwise",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Train, evaluate on the test split, write the model, metrics and report."""
@@ -145,8 +152,17 @@ class Train(Command):
         spec.fixed_params()  # fail fast, before loading data, if the file is a search space
         if spec.tracking.mlflow is not None:
             require_mlflow(f"{args.config}: tracking.mlflow")
-        evaluation = retrain_and_evaluate(spec, args.out, refit_full=args.refit_full)
+        evaluation = retrain_and_evaluate(
+            spec, args.out, refit_full=args.refit_full, epochs=args.epochs
+        )
         print(summary(evaluation.metrics))
+        stopped = evaluation.metrics.get("early_stopping")
+        if stopped is not None:
+            say(
+                f"trained {evaluation.metrics['epochs']} of at most {stopped['max_epochs']} "
+                f"epochs ({stopped['stop_reason'] or 'no early stop'}); kept epoch "
+                f"{evaluation.metrics['best_epoch']}'s weights"
+            )
         if evaluation.metrics.get("beats_baseline") is False:
             warning("the model does not beat the task's trivial baseline on the test split")
         per_epoch = evaluation.metrics["seconds_per_epoch"]

@@ -23,6 +23,7 @@ from lstm_tune.cli.env import (
     resolve_storage,
     threads_from_env,
     with_observers,
+    with_warm_start,
     worker_environment,
 )
 from lstm_tune.cli.options import (
@@ -31,6 +32,7 @@ from lstm_tune.cli.options import (
     add_artifact_dir,
     add_mlflow_tracking_uri,
     add_study_file,
+    add_warm_start,
     positive_int,
     seconds,
     study_file_flags,
@@ -73,6 +75,7 @@ class Search(Command):
         )
         add_mlflow_tracking_uri(parser, what="each trial as an MLflow run")
         add_accept_changes(parser)
+        add_warm_start(parser)
         # Set by `--workers N` for each worker it starts (sampling does not depend on it).
         parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
@@ -81,7 +84,7 @@ class Search(Command):
         # The study file and $LSTM_TUNE_THREADS are checked before Optuna or TensorFlow is
         # imported, so a mistake costs no wait.
         spec = with_observers(
-            load_with_overrides(args.study, args.data_path),
+            with_warm_start(load_with_overrides(args.study, args.data_path), args.warm_start_from),
             tensorboard=args.tensorboard,
             mlflow_uri=args.mlflow_tracking_uri,
         )
@@ -172,6 +175,7 @@ def _worker_argv(args: argparse.Namespace, study_name: str, index: int) -> list[
         "--data-path": args.data_path,
         "--artifact-dir": args.artifact_dir,
         "--tensorboard": args.tensorboard,  # the MLflow URI goes in their environment
+        "--warm-start-from": args.warm_start_from,  # the same spec as the pool's parent
     }
     for flag, value in passed.items():
         if value is not None:
@@ -187,12 +191,13 @@ class CreateStudy(Command):
     parents = (study_file_flags,)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """``--data-path`` and ``--accept-changes`` beyond the study file's flags: the
-        settings of ``search`` that make up the study's spec, so a pool's ``init`` and its
-        workers can be given the same ones (a worker whose spec differs from the stored
+        """``--data-path``, ``--accept-changes`` and ``--warm-start-from`` beyond the study file's
+        flags: the settings of ``search`` that make up the study's spec, so a pool's ``init``
+        and its workers can be given the same ones (a worker whose spec differs from the stored
         study's stops with exit 2)."""
         parser.add_argument("--data-path", help=DATA_PATH_HELP)
         add_accept_changes(parser)
+        add_warm_start(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         """Create or resume the study and say how many trials it holds."""
@@ -203,7 +208,9 @@ class CreateStudy(Command):
         from lstm_tune.tuning.studies import open_study  # not worker's: no TensorFlow import
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        spec = load_with_overrides(args.study, args.data_path)
+        spec = with_warm_start(
+            load_with_overrides(args.study, args.data_path), args.warm_start_from
+        )
         study_name = args.study_name or spec.name
         storage = resolve_storage(args.storage, study_name, args.study)
         study = open_study(

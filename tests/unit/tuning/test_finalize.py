@@ -9,7 +9,10 @@ import optuna
 import pytest
 
 from lstm_tune.cli import main
-from lstm_tune.config import load_spec
+from lstm_tune.config import StudySpec, load_spec, parse_spec
+from lstm_tune.tasks import get_task
+from lstm_tune.tuning.finalize import Finalist, estimated_seconds, revalidate
+from tests.helpers import OVERFITTING_PARAMS
 from tests.helpers.studies import write_study
 
 
@@ -78,3 +81,61 @@ def test_a_budget_below_the_estimate_refuses_before_training(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--budget 1 s is below the estimated" in err[0]
     assert not out.exists()
+
+
+def _config(data: Path, tmp: Path, training: dict[str, object]) -> StudySpec:
+    return parse_spec(
+        {
+            "name": "f",
+            "data": {"path": str(data), "max_features": 1000, "cache_dir": str(tmp / "c")},
+            "training": training,
+            "search": {"metric": "val_loss"},
+            "params": OVERFITTING_PARAMS,
+        }
+    )
+
+
+def _trial(best_epoch: int) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        params=OVERFITTING_PARAMS,
+        distributions={
+            k: optuna.distributions.CategoricalDistribution([v])
+            for k, v in OVERFITTING_PARAMS.items()
+        },
+        value=0.6,
+        user_attrs={"best_epoch": best_epoch},
+    )
+
+
+def test_with_early_stopping_the_estimate_counts_the_maximum_epochs(
+    imdb_slice: Path, tmp_path: Path
+) -> None:
+    plain = _config(imdb_slice, tmp_path, {"epochs": 10})
+    stopping = _config(imdb_slice, tmp_path, {"epochs": 10, "early_stopping": {"patience": 2}})
+    prepared = get_task(plain.task).load(plain.data, plain.seed)
+    trials = [_trial(best_epoch=2)]
+    by_best_epoch = estimated_seconds(plain, prepared, trials, seeds=3)
+    assert estimated_seconds(stopping, prepared, trials, seeds=3) == pytest.approx(
+        by_best_epoch * 10 / 2
+    )
+
+
+@pytest.mark.slow
+def test_with_early_stopping_a_run_keeps_its_best_epoch(imdb_slice: Path, tmp_path: Path) -> None:
+    spec = _config(imdb_slice, tmp_path, {"epochs": 30, "early_stopping": {"patience": 2}})
+    prepared = get_task(spec.task).load(spec.data, spec.seed)
+    kept: list[float] = []
+
+    def rescore(finalist: Finalist, seed: int, model: object) -> None:
+        kept.append(
+            get_task(spec.task).score(model, prepared.validation, OVERFITTING_PARAMS, "val_loss")
+        )
+
+    (finalist,) = revalidate(
+        spec, prepared, [_trial(best_epoch=2)], seeds=1, budget=None, on_run=rescore
+    )
+    (best_epoch,) = finalist.best_epochs
+    assert best_epoch < 28  # it stopped 2 epochs after its best, short of 30
+    # The run's value is its best epoch's, and the model it leaves holds that epoch's weights.
+    assert finalist.values[0] == pytest.approx(kept[0], rel=1e-4)
+    assert finalist.as_dict()["best_epochs"] == [best_epoch]
