@@ -28,6 +28,7 @@ from lstm_tune.config.space import (
     ParamSpec,
     largest_value,
     param_names,
+    value_inside,
 )
 from lstm_tune.config.spec import (
     DEFAULT_TASK,
@@ -81,6 +82,7 @@ __all__ = [
     "param_names",
     "parse_spec",
     "spec_to_dict",
+    "value_inside",
     "with_data",
     "with_data_path",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "param_to_yaml",
     "parse_param",
     "parse_space",
+    "value_inside",
     "space_schema",
 ]
 
@@ -417,3 +418,23 @@ def param_to_yaml(spec: ParamSpec) -> Any:
     if spec.log:
         out["log"] = True
     return out
+
+
+def value_inside(spec: ParamSpec, value: object) -> bool:
+    """Return whether ``value`` is one that ``spec`` can produce (on a range's step grid)."""
+    if isinstance(spec, IntRange | FloatRange):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not spec.low <= value <= spec.high:
+            return False
+        if isinstance(spec, IntRange):
+            return float(value).is_integer() and (int(value) - spec.low) % spec.step == 0
+        return True
+    # True == 1 in Python: a true/false value matches only a true/false choice, and back.
+    if isinstance(spec, Choice):
+        return any(_same(value, choice) for choice in spec.choices)
+    return _same(value, spec.value)
+
+
+def _same(value: object, choice: object) -> bool:
+    return isinstance(value, bool) == isinstance(choice, bool) and bool(value == choice)

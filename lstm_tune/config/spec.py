@@ -30,8 +30,10 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from lstm_tune.config.space import (
     KNOBS,
     PARAM_NAMES,
+    Choice,
     Fixed,
     Frozen,
+    ParamSpec,
     knob_refused,
     largest_value,
     param_names,
@@ -39,6 +41,7 @@ from lstm_tune.config.space import (
     parse_param,
     parse_space,
     space_schema,
+    value_inside,
 )
 from lstm_tune.config.wording import FieldProblem, config_error
 from lstm_tune.errors import ConfigError
@@ -297,7 +300,9 @@ class StudySpec(Frozen):
                     f"{objective.direction} (the direction of {objective.name}), or leave it out",
                 )
             raw["search"] = {**search, "metric": objective.name, "direction": direction}
-            _enqueued_knobs_accepted(search.get("enqueue"), task.knobs, task.name)
+            # A config file (params:) keeps its search's queue, which it never runs.
+            space = raw["space"] if key == "space" else {}
+            _enqueued_configs_fit(search.get("enqueue"), space, task.knobs, task.name)
         return raw
 
     def __init__(self, /, **fields: Any) -> None:
@@ -340,12 +345,24 @@ class StudySpec(Frozen):
         return get_task(self.task).objective(self.search.metric)
 
 
-def _enqueued_knobs_accepted(enqueue: Any, knobs: tuple[str, ...], task: str) -> None:
-    """A queued config may name only knobs the study's task accepts."""
+def _enqueued_configs_fit(
+    enqueue: Any, space: dict[str, ParamSpec], knobs: tuple[str, ...], task: str
+) -> None:
+    """A queued config may name only knobs the study's task accepts, and a name the space
+    gives as choices (or one value) only one of them: Optuna refuses any other with a
+    traceback when the trial starts. (A number outside a range it takes, with a warning.)"""
     for index, config in enumerate(enqueue if isinstance(enqueue, list) else []):
-        for name in config if isinstance(config, dict) else []:
+        for name, value in config.items() if isinstance(config, dict) else ():
             if name in KNOBS and name not in knobs:
                 raise knob_refused(f"search.enqueue[{index}].{name}", name, knobs, task)
+            spec = space.get(name)
+            if isinstance(spec, Choice | Fixed) and not value_inside(spec, value):
+                allowed = spec.choices if isinstance(spec, Choice) else (spec.value,)
+                raise FieldProblem(
+                    f"search.enqueue[{index}].{name}",
+                    value,
+                    f"one of space.{name}'s values: {', '.join(map(str, allowed))}",
+                )
 
 
 def _data_at_largest_knobs(raw: dict[str, Any], data_knobs: tuple[str, ...]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from lstm_tune.config import Choice, FloatRange, IntRange, ParamSpec, param_names
+from lstm_tune.config import Choice, FloatRange, IntRange, ParamSpec, param_names, value_inside
 
 Params = dict[str, int | float | bool | str]
 
@@ -29,21 +29,6 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, ParamSpec]) -> Param
             # every trial shows all its names (in the dashboard, the export, the logs).
             params[name] = trial.suggest_categorical(name, [spec.value])  # type: ignore[assignment]
     return params
-
-
-def value_inside(spec: ParamSpec, value: object) -> bool:
-    """Return whether ``value`` is one that ``spec`` can produce (on a range's step grid)."""
-    if isinstance(spec, IntRange | FloatRange):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if not spec.low <= value <= spec.high:
-            return False
-        if isinstance(spec, IntRange):
-            return float(value).is_integer() and (int(value) - spec.low) % spec.step == 0
-        return True
-    if isinstance(spec, Choice):
-        return value in spec.choices
-    return bool(value == spec.value)
 
 
 def contains(space: dict[str, ParamSpec], params: Params) -> bool:

@@ -30,11 +30,17 @@ from typing import Any
 
 import optuna
 
-from lstm_tune.config import PARAM_DEFAULTS, Fixed, ParamSpec, StudySpec, WarmStartSpec
+from lstm_tune.config import (
+    PARAM_DEFAULTS,
+    Fixed,
+    ParamSpec,
+    StudySpec,
+    WarmStartSpec,
+    value_inside,
+)
 from lstm_tune.errors import StorageError
 from lstm_tune.storages import open_storage, redact_url
 from lstm_tune.tuning.finalize import top_trials
-from lstm_tune.tuning.space import value_inside
 
 __all__ = ["WARM_START_ATTR", "WarmStart", "completed_config", "read_warm_start"]
 

@@ -210,6 +210,21 @@ CASES: dict[str, Case] = {
         section("search", enqueue=[{"lr_schedule": "step"}]),
         says="search.enqueue[0].lr_schedule: got 'step'",
     ),
+    "enqueue value outside the choices": _search(
+        study(
+            space={**SPACE, "pooling": {"choices": ["max", "mean"]}},
+            search={"n_trials": 1, "enqueue": [{"pooling": "last"}]},
+        ),
+        says="search.enqueue[0].pooling: got 'last'; expected one of space.pooling's values: "
+        "max, mean",
+    ),
+    "enqueue true for a fixed 1": _search(
+        study(
+            space={**SPACE, "num_layers": 1},
+            search={"n_trials": 1, "enqueue": [{"num_layers": True}]},
+        ),
+        says="search.enqueue[0].num_layers: got True",
+    ),
     "dropout of one": _search(study(space={**SPACE, "dropout_rate": 1.0}), says="dropout_rate"),
     "space and params": _search(study(params=PARAMS), says="exactly one of"),
     "neither space nor params": _search(study(space=None), says="exactly one of"),

@@ -188,3 +188,23 @@ def test_the_schema_lists_each_tasks_knobs_with_their_defaults(
     assert pooling["description"].startswith("default last: ")
     assert main(["schema"]) == 0
     assert '"max_features"' in capsys.readouterr().out
+
+
+def test_a_config_exported_from_a_study_with_a_queue_loads() -> None:
+    # The queue is checked against a search's space; a config file keeps the queue unrun.
+    study = parse_spec(
+        {
+            "name": "k",
+            "data": {"path": "x.csv"},
+            "search": {"enqueue": [{"pooling": "max", "batch_size": 16}]},
+            "space": {**TINY_SPACE, "pooling": {"choices": ["max", "last"]}},
+        },
+        "k.yaml",
+    )
+    params = {
+        "hidden_size": 4, "num_layers": 1, "learning_rate": 0.005, "dropout_rate": 0.1,
+        "sequence_length": 40, "batch_size": 16, "pooling": "last",
+    }  # fmt: skip
+    config = parse_spec(spec_to_dict(study, params=params), "best.yaml")
+    assert config.fixed_params()["pooling"] == "last"
+    assert config.search.enqueue == ({"pooling": "max", "batch_size": 16},)
