@@ -35,7 +35,7 @@ from optuna_dashboard import save_note
 from lstm_tune.errors import ConfigError
 from lstm_tune.results.dashboard import open_artifact_store
 
-__all__ = ["TrialArtifacts", "learning_curve_svg", "trial_note"]
+__all__ = ["TrialArtifacts", "learning_curve_svg", "trial_curve_svg", "trial_note"]
 
 CURVE_FILENAME = "learning-curve-trial-{number}.svg"
 MODEL_FILENAME = "model-trial-{number}.keras"
@@ -97,18 +97,26 @@ class TrialArtifacts:
     def _upload_curve(
         self, trial: optuna.trial.Trial, recorder: Recorder, *, pruned: bool
     ) -> None:
-        if not any(recorder.history.values()):
+        svg = trial_curve_svg(trial, recorder, pruned=pruned)
+        if svg is None:
             return
-        svg = learning_curve_svg(
-            recorder.history,
-            title=f"Trial {trial.number} ({'pruned' if pruned else 'complete'})",
-            best_epoch=None if pruned else recorder.best_epoch,
-            metric=recorder.metric_name.removeprefix("val_"),
-        )
         with tempfile.TemporaryDirectory(prefix="lstm-tune-curve-") as tmp:
             path = Path(tmp) / CURVE_FILENAME.format(number=trial.number)
             path.write_text(svg, encoding="utf-8")
             upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)
+
+
+def trial_curve_svg(trial: optuna.trial.Trial, recorder: Recorder, *, pruned: bool) -> str | None:
+    """The learning curve of ``trial`` so far as SVG (None before any epoch's history), as
+    the artifact store and the trackers keep it."""
+    if not any(recorder.history.values()):
+        return None
+    return learning_curve_svg(
+        recorder.history,
+        title=f"Trial {trial.number} ({'pruned' if pruned else 'complete'})",
+        best_epoch=None if pruned else recorder.best_epoch,
+        metric=recorder.metric_name.removeprefix("val_"),
+    )
 
 
 @contextlib.contextmanager

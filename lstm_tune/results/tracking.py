@@ -43,7 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.config import MlflowSpec, StudySpec
 from lstm_tune.errors import ConfigError
-from lstm_tune.results.artifacts import CURVE_FILENAME, Recorder, learning_curve_svg
+from lstm_tune.results.artifacts import CURVE_FILENAME, Recorder, trial_curve_svg
 from lstm_tune.storages.url import redact_url
 
 if TYPE_CHECKING:
@@ -279,14 +279,9 @@ class MlflowTracker:
         return run_id
 
     def _log_curve(self, trial: optuna.trial.Trial, recorder: Recorder, *, pruned: bool) -> None:
-        if not any(recorder.history.values()):
+        svg = trial_curve_svg(trial, recorder, pruned=pruned)
+        if svg is None:
             return
-        svg = learning_curve_svg(
-            recorder.history,
-            title=f"Trial {trial.number} ({'pruned' if pruned else 'complete'})",
-            best_epoch=None if pruned else recorder.best_epoch,
-            metric=recorder.metric_name.removeprefix("val_"),
-        )
         name = CURVE_FILENAME.format(number=trial.number)
         opened = self._opener(trial.number, dict(trial.params), dict(trial.distributions))
         self._writer.submit(lambda client: client.log_text(opened(client), svg, name))
