@@ -90,12 +90,21 @@ def graceful_stop() -> Iterator[StopRecord]:
             return
         stopping.set()
         redeliver.clear()
-        stop = StopRequested(signum, held_trials())
         if record.requested is None:
+            stop = StopRequested(signum, held_trials())
             record.requested = stop
             # TensorFlow can swallow the exception whole while it traces a graph, and the
             # trial then trains on as if no signal had come: raise it again until it leaves.
             _thread.start_new_thread(_redeliver_until_out, (record, redeliver, signum))
+        else:
+            # Delivered again: still the trials held when the signal first came. Optuna may
+            # have failed the interrupted trial meanwhile (which takes it off the ledger) and
+            # taken more than the redelivery interval to re-raise the first stop (its clean-up
+            # garbage-collects a trial's TensorFlow graphs: seconds on a busy machine); a stop
+            # that then named only what is held now would not re-queue that trial's params.
+            first = record.requested.held
+            now = [h for h in held_trials() if h.trial_id not in {f.trial_id for f in first}]
+            stop = StopRequested(signum, [*first, *now])
         raise_when_safe(stop)
 
     def unraisable(info: Any) -> None:
