@@ -67,6 +67,13 @@ class StopRecord:
         self.requested: StopRequested | None = None
         # Set once an exception has left the block (the stop arrived, in some form).
         self.left_block = threading.Event()
+        # Set first thing when the block ends: a stop delivered again from then on is dropped.
+        self.closing = threading.Event()
+        # Held while a redelivery checks ``closing`` and sends its signal, so that none is sent
+        # once the block has put the default handlers back (SIGTERM's default ends the process
+        # before the worker has re-queued the trial it stopped: the chaos soak saw 3 of 29
+        # SIGTERMed workers on a busy machine vanish that way, their configs lost).
+        self.redelivery = threading.Lock()
 
 
 @contextmanager
@@ -86,7 +93,7 @@ def graceful_stop() -> Iterator[StopRecord]:
     redeliver = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set() and not redeliver.is_set():
+        if record.closing.is_set() or (stopping.is_set() and not redeliver.is_set()):
             return
         stopping.set()
         redeliver.clear()
@@ -129,7 +136,9 @@ def graceful_stop() -> Iterator[StopRecord]:
     try:
         yield record
     finally:
-        record.left_block.set()
+        record.closing.set()
+        with record.redelivery:  # a redelivery under way has sent its signal (then ignored)
+            record.left_block.set()
         optuna_log.removeFilter(quiet)
         sys.unraisablehook = previous_hook
         for sig, old in previous.items():
@@ -138,8 +147,11 @@ def graceful_stop() -> Iterator[StopRecord]:
 
 def _redeliver_until_out(record: StopRecord, redeliver: threading.Event, signum: int) -> None:
     while not record.left_block.wait(REDELIVER_AFTER_SECONDS):
-        redeliver.set()
-        _signal_main_thread(signum)
+        with record.redelivery:
+            if record.closing.is_set():
+                return  # the block is ending: its handlers may already be the defaults
+            redeliver.set()
+            _signal_main_thread(signum)
 
 
 # A stop that has not left the graceful_stop block after this long was lost; raise it again.

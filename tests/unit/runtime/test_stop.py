@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lstm_tune.runtime.stop import StopRequested, graceful_stop
+from lstm_tune.runtime import stop as stop_module
+from lstm_tune.runtime.stop import StopRecord, StopRequested, graceful_stop
 from lstm_tune.storages.ledger import held_trials, hold
 from tests.helpers.ledger import LedgerStorage
 
@@ -33,3 +35,25 @@ def test_a_stop_delivered_again_still_names_the_trial_held_when_the_signal_came(
         assert not held_trials()
         time.sleep(10)  # the first stop was swallowed: it is delivered again
     assert [held.trial_id for held in stop.value.held] == [trial._trial_id]
+
+
+def test_a_redelivery_that_wakes_as_the_block_ends_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the chaos soak: the redelivery thread woke just before the block ended and
+    # signalled after the default handlers were back, so SIGTERM's default action ended the
+    # worker before it re-queued the trial it had stopped (its config lost, no line said).
+    sent: list[int] = []
+    monkeypatch.setattr(stop_module, "_signal_main_thread", sent.append)
+    monkeypatch.setattr(stop_module, "REDELIVER_AFTER_SECONDS", 0.01)
+    record = StopRecord()
+    record.closing.set()  # the block is ending; left_block is not set yet
+    redeliver = threading.Event()
+    thread = threading.Thread(
+        target=stop_module._redeliver_until_out,
+        args=(record, redeliver, signal.SIGTERM),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and sent == []
