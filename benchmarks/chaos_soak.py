@@ -15,7 +15,8 @@ schedule drawn from ``--seed`` (a fault every ``--fault-gap`` 4-9 s, the issue's
 SIGKILL, SIGTERM, and SIGSTOP for longer than the grace period then SIGCONT, of a single
 worker that is running a trial; a restart of PostgreSQL (down 2-6 s); a restart of the proxy
 (SIGKILL, back 1-3 s later on the same port); SIGKILL of the pool's parent once it has
-workers. A fault with no such victim at its moment is skipped (and counted). A process that
+workers. A fault with no such victim waits for one until the next fault is due, and is then
+skipped (and counted). A process that
 exits is started again, as compose's ``restart: on-failure`` or a Kubernetes Job would. On a
 busy machine, where a worker takes a minute to start and a trial tens of seconds, a wider
 ``--fault-gap`` lets the pool finish trials between faults.
@@ -32,8 +33,9 @@ Checks (each a promise; the script exits 1 if any is broken):
 
 * finished trials of each round against its budget (overshoot at most the number of workers);
 * no trial RUNNING or WAITING in any round;
-* every FAILed config re-run (a later trial of the round with its params finished) or its
-  failure explained (``fail_reason``, or re-queued ``max_requeue`` times already); "lost"
+* every FAILed config re-run (a trial of the round with its params finished) or its failure
+  explained (its last trial has a ``fail_reason``, or was not re-queued because its params
+  had lost their worker ``max_requeue`` times already, as that trial's log line says); "lost"
   counts the others;
 * no trial number twice in a study;
 * artifacts readable for every finished trial (it lists at least one, each opens, none empty,
@@ -74,7 +76,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,13 +175,16 @@ def free_port() -> int:
 
 
 class Postgres:
-    """A PostgreSQL cluster of the soak's own (fsync off), restartable."""
+    """A PostgreSQL cluster of the soak's own (fsync off), restartable, in a new directory
+    of the system's temp dir (run as root, the server runs as ``postgres``, which must reach
+    it: a work directory under a private one would not do)."""
 
-    def __init__(self, bin_dir: Path, where: Path) -> None:
-        self.bin_dir, self.data, self.log = bin_dir, where / "pgdata", where / "postgres.log"
+    def __init__(self, bin_dir: Path) -> None:
+        where = Path(tempfile.mkdtemp(prefix="chaos-soak-pg-"))
+        self.where, self.bin_dir = where, bin_dir
+        self.data, self.log = where / "pgdata", where / "postgres.log"
         self.port = free_port()
         self._user: Callable[[], None] | None = None
-        where.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             owner = pwd.getpwnam("postgres")
             os.chown(where, owner.pw_uid, owner.pw_gid)
@@ -330,7 +335,7 @@ class Soak:
         bin_dir = pg_bin()
         if bin_dir is None:
             raise SystemExit("no PostgreSQL server binaries (pg_ctl) in /usr/lib/postgresql/*/bin")
-        self.pg = Postgres(bin_dir, self.work / "pg")
+        self.pg = Postgres(bin_dir)
         self.pg.start()
         self.db_url = self.pg.create_database("chaos_soak")
         self.db = f"{self.db_url}?{HEARTBEAT}"
@@ -473,9 +478,9 @@ class Soak:
 
     # faults
 
-    def inject(self, fault: Fault, slots: list[Slot]) -> None:
-        """Inject ``fault`` now; a fault with no candidate victim (all paused or starting) is
-        counted as skipped."""
+    def inject(self, fault: Fault, slots: list[Slot]) -> bool:
+        """Inject ``fault`` now; False (and nothing done) when it has no victim right now (no
+        worker mid-trial, a pool without workers yet, a restart still under way)."""
         kind = fault.kind
         if kind.startswith("worker_"):
             # Only a worker that runs a trial: a fault that lands mid-trial is the one that
@@ -485,8 +490,7 @@ class Soak:
             victims = [s for s in slots if s.role == "worker" and s.proc is not None
                        and s.paused_until is None and s.proc.pid in mid_trial]  # fmt: skip
             if not victims:
-                self.skipped[kind] += 1
-                return
+                return False
             slot = victims[int(fault.pick * len(victims))]
             assert slot.proc is not None and slot.run is not None
             sig = {"worker_sigkill": signal.SIGKILL, "worker_sigterm": signal.SIGTERM,
@@ -505,8 +509,7 @@ class Soak:
                 with contextlib.suppress(psutil.Error):
                     children = [c.pid for c in psutil.Process(pool.proc.pid).children()]
             if pool.proc is None or pool.run is None or not children:
-                self.skipped[kind] += 1
-                return
+                return False
             pool.proc.send_signal(signal.SIGKILL)
             pool.run.signals.append("SIGKILL")
             for pid in children:
@@ -520,12 +523,12 @@ class Soak:
             what = "pg" if kind == "pg_restart" else "proxy"
             with self.lock:
                 if what in self.busy:
-                    self.skipped[kind] += 1
-                    return
+                    return False
                 self.busy.add(what)
             restart = self._restart_pg if what == "pg" else self._restart_proxy
             threading.Thread(target=restart, args=(fault.length,), daemon=True).start()
         self.faults[kind] += 1
+        return True
 
     def _restart_pg(self, down: float) -> None:
         try:
@@ -633,7 +636,15 @@ class Soak:
         pending = list(schedule)
         while self.now() < self.args.duration:
             while pending and pending[0].at <= self.now():
-                self.inject(pending.pop(0), slots)
+                fault = pending.pop(0)
+                if not self.inject(fault, slots):
+                    # Wait for a victim, up to the next fault's moment; then it is skipped.
+                    later = replace(fault, at=self.now() + 1.0)
+                    if later.at < (pending[0].at if pending else self.args.duration):
+                        pending.insert(0, later)
+                    else:
+                        self.skipped[fault.kind] += 1
+                    break
             self.resume_paused(slots)
             self.supervise(slots, draining=False)
             time.sleep(0.5)
@@ -673,6 +684,9 @@ class Soak:
         if hasattr(self, "pg"):
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.pg.stop("immediate")
+            with contextlib.suppress(OSError):
+                shutil.copy(self.pg.log, self.work / "logs" / "postgres.log")
+            shutil.rmtree(self.pg.where, ignore_errors=True)
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -721,18 +735,26 @@ def round_report(
     finished = [t for t in trials if t.state in finished_states]
     states = Counter(t.state.name for t in trials)
     numbers = Counter(t.number for t in trials)
+    # A failed config is judged by its chain (the trials with its params): re-run if one of
+    # them finished; explained if its last trial says why (fail_reason) or was not re-queued
+    # because its params had lost their worker max_requeue times already; lost otherwise.
+    chains: dict[str, list[Any]] = {}
+    for trial in trials:
+        chains.setdefault(json.dumps(trial.params, sort_keys=True), []).append(trial)
     rerun, explained, lost = [], [], []
-    for failed in (t for t in trials if t.state == TrialState.FAIL):
-        again = [t for t in finished if t.number > failed.number and t.params == failed.params]
-        if again:
-            rerun.append(failed.number)
+    for chain in chains.values():
+        first, last = chain[0], chain[-1]
+        if first.state != TrialState.FAIL and len(chain) == 1:
+            continue
+        if any(t.state in finished_states for t in chain):
+            rerun.append(first.number)
         elif (
-            "fail_reason" in failed.user_attrs
-            or len(failed.system_attrs.get("retry_history", [])) >= max_requeue
+            "fail_reason" in last.user_attrs
+            or len(last.system_attrs.get("retry_history", [])) >= max_requeue
         ):
-            explained.append(failed.number)
-        else:
-            lost.append(failed.number)
+            explained.append(first.number)
+        elif last.state == TrialState.FAIL:
+            lost.append(last.number)
     unreadable = []
     for trial in finished:
         metas = optuna.artifacts.get_all_artifact_meta(trial, storage=storage)
@@ -907,7 +929,7 @@ def markdown(
     rss, f = facts["rss"], facts
     faults = ", ".join(f"{k} {v}" for k, v in sorted(facts["faults"].items()))
     return "\n".join([
-        f"Run `--via {args.via}` (commit {git_revision()}, {machine}, seed {args.seed}, "
+        f"Run `--via {args.via}` (commit {args.commit}, {machine}, seed {args.seed}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}):",
         "",
         f"    {command(args)}",
@@ -916,9 +938,9 @@ def markdown(
         f"- trials finished {facts['trials_finished']} vs budget {facts['budget']} "
         f"({len(f['rounds'])} rounds of {args.round_trials}; "
         f"largest overshoot {f['overshoot_max']})",
-        f"- failed {f['failed']}: re-run {f['failed_rerun']}, "
-        f"explained {f['failed_explained']}, "
-        f"lost {facts['lost']}",
+        f"- failed trials {f['failed']}; their configs: re-run {f['failed_rerun']}, "
+        f"explained {f['failed_explained']} (dropped after max_requeue re-queues, or "
+        f"fail_reason), lost {f['lost']}",
         f"- worker processes started {f['worker_processes']} "
         f"(+{f['orphans']} orphaned pool workers)",
         f"- RSS: workers {rss.get('workers_settled_median_mib')} MiB 30 s after start, "
@@ -992,6 +1014,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the soak; print the table (and JSON); 1 if any promise is broken."""
     args = parse_args(argv)
+    args.commit = git_revision()  # now: the workers import the checkout as it is now
     work = args.workdir or Path(tempfile.mkdtemp(prefix="chaos-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work directory (logs, artifacts): {work}", flush=True)
@@ -1010,10 +1033,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {check.name}: {line}")
     if args.json:
         args.json.write_text(json.dumps({
-            "command": command(args), "commit": git_revision(), "machine": machine,
+            "command": command(args), "commit": args.commit, "machine": machine,
             "seed": args.seed, "via": args.via, "workers": args.workers, "duration": args.duration,
             "seconds": round(time.monotonic() - started), "ok": ok,
             "checks": [asdict(c) for c in checks], **facts,
+            "processes": [asdict(r) for r in soak.runs],
         }, indent=2, default=str))  # fmt: skip
     print(
         "all promises kept" if ok else "BROKEN: " + "; ".join(c.name for c in checks if not c.ok)
