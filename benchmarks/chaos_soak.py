@@ -648,6 +648,7 @@ class Soak:
             self.resume_paused(slots)
             self.supervise(slots, draining=False)
             time.sleep(0.5)
+        self.skipped.update(fault.kind for fault in pending)  # still waiting for a victim
         self.log("faults over; the last round finishes")
         while self.busy:
             time.sleep(0.2)
