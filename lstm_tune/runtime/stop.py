@@ -67,6 +67,13 @@ class StopRecord:
         self.requested: StopRequested | None = None
         # Set once an exception has left the block (the stop arrived, in some form).
         self.left_block = threading.Event()
+        # Set first thing when the block ends: a stop delivered again from then on is dropped.
+        self.closing = threading.Event()
+        # Held while a redelivery checks ``closing`` and sends its signal, so that none is sent
+        # once the block has put the default handlers back (SIGTERM's default ends the process
+        # before the worker has re-queued the trial it stopped: the chaos soak saw 3 of 29
+        # SIGTERMed workers on a busy machine vanish that way, their configs lost).
+        self.redelivery = threading.Lock()
 
 
 @contextmanager
@@ -86,16 +93,25 @@ def graceful_stop() -> Iterator[StopRecord]:
     redeliver = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set() and not redeliver.is_set():
+        if record.closing.is_set() or (stopping.is_set() and not redeliver.is_set()):
             return
         stopping.set()
         redeliver.clear()
-        stop = StopRequested(signum, held_trials())
         if record.requested is None:
+            stop = StopRequested(signum, held_trials())
             record.requested = stop
             # TensorFlow can swallow the exception whole while it traces a graph, and the
             # trial then trains on as if no signal had come: raise it again until it leaves.
             _thread.start_new_thread(_redeliver_until_out, (record, redeliver, signum))
+        else:
+            # Delivered again: still the trials held when the signal first came. Optuna may
+            # have failed the interrupted trial meanwhile (which takes it off the ledger) and
+            # taken more than the redelivery interval to re-raise the first stop (its clean-up
+            # garbage-collects a trial's TensorFlow graphs: seconds on a busy machine); a stop
+            # that then named only what is held now would not re-queue that trial's params.
+            first = record.requested.held
+            now = [h for h in held_trials() if h.trial_id not in {f.trial_id for f in first}]
+            stop = StopRequested(signum, [*first, *now])
         raise_when_safe(stop)
 
     def unraisable(info: Any) -> None:
@@ -120,7 +136,9 @@ def graceful_stop() -> Iterator[StopRecord]:
     try:
         yield record
     finally:
-        record.left_block.set()
+        record.closing.set()
+        with record.redelivery:  # a redelivery under way has sent its signal (then ignored)
+            record.left_block.set()
         optuna_log.removeFilter(quiet)
         sys.unraisablehook = previous_hook
         for sig, old in previous.items():
@@ -129,8 +147,11 @@ def graceful_stop() -> Iterator[StopRecord]:
 
 def _redeliver_until_out(record: StopRecord, redeliver: threading.Event, signum: int) -> None:
     while not record.left_block.wait(REDELIVER_AFTER_SECONDS):
-        redeliver.set()
-        _signal_main_thread(signum)
+        with record.redelivery:
+            if record.closing.is_set():
+                return  # the block is ending: its handlers may already be the defaults
+            redeliver.set()
+            _signal_main_thread(signum)
 
 
 # A stop that has not left the graceful_stop block after this long was lost; raise it again.

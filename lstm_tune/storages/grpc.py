@@ -12,6 +12,8 @@ direct worker's storage, so workers behind the proxy and connected directly can 
 
 from __future__ import annotations
 
+import functools
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.errors import StorageUnreachable
 from lstm_tune.storages.ledger import TrialLedger, hold
+from lstm_tune.storages.retry import Retrier
 from lstm_tune.storages.url import GrpcURL, StorageURL
 
 __all__ = ["HEARTBEAT_KEY", "HeartbeatGrpcStorage", "open_url"]
@@ -32,8 +35,54 @@ __all__ = ["HEARTBEAT_KEY", "HeartbeatGrpcStorage", "open_url"]
 # records it as the database heartbeat instead of storing it.
 HEARTBEAT_KEY = "lstm_tune:heartbeat"
 
+# GrpcStorageProxy calls retried as a whole while the proxy is unreachable (UNAVAILABLE: it is
+# restarting); the trial state write is retried by the ledger's own rule (_write_trial_state).
+_RETRIED = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+)
+_log = logging.getLogger("lstm_tune.storages")
 
-class HeartbeatGrpcStorage(TrialLedger, GrpcStorageProxy, BaseHeartbeat):
+
+class _RetryingGrpcStorageProxy(GrpcStorageProxy):
+    """``GrpcStorageProxy`` whose calls wait out a proxy that restarts, as a direct worker's
+    wait out a database restart (the chaos soak saw a worker behind a restarted proxy die with
+    a traceback, then hang: its heartbeat thread had died too)."""
+
+    _retry: Retrier
+
+
+def _retrying(name: str) -> Any:
+    base = getattr(GrpcStorageProxy, name)
+
+    @functools.wraps(base)
+    def method(self: _RetryingGrpcStorageProxy, *args: Any, **kwargs: Any) -> Any:
+        return self._retry.call(name, lambda: base(self, *args, **kwargs))
+
+    return method
+
+
+for _name in _RETRIED:
+    setattr(_RetryingGrpcStorageProxy, _name, _retrying(_name))
+
+
+class HeartbeatGrpcStorage(TrialLedger, _RetryingGrpcStorageProxy, BaseHeartbeat):
     """``GrpcStorageProxy`` that sends heartbeats through the proxy and tracks held trials.
 
     Staleness is judged on the proxy side (its sweeper, on the database server's clock), so
@@ -45,6 +94,8 @@ class HeartbeatGrpcStorage(TrialLedger, GrpcStorageProxy, BaseHeartbeat):
     stale_checked_by = "the storage proxy's stale-trial sweep"
 
     def __init__(self, url: GrpcURL) -> None:
+        self._retry = Retrier(url.address, url.options)
+        self._heartbeat_refused: set[int] = set()
         with warnings.catch_warnings():  # Optuna marks the proxy experimental
             warnings.simplefilter("ignore", ExperimentalWarning)
             super().__init__(host=url.host, port=url.port)
@@ -55,8 +106,18 @@ class HeartbeatGrpcStorage(TrialLedger, GrpcStorageProxy, BaseHeartbeat):
     # Heartbeat: written through the proxy, judged by the proxy's sweeper.
 
     def _send_heartbeat(self, trial_id: int) -> None:
-        """Tell the proxy this trial's worker is alive (it records the database heartbeat)."""
-        self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, True)
+        """Tell the proxy this trial's worker is alive (it records the database heartbeat);
+        a proxy still unreachable after ``retry_timeout`` is logged, not raised: this runs in
+        Optuna's heartbeat thread, which an exception would end for good."""
+        try:
+            self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, True)
+        except StorageError as exc:
+            if trial_id not in self._heartbeat_refused:
+                self._heartbeat_refused.add(trial_id)
+                _log.warning("heartbeat of a running trial not recorded: %s", exc)
+
+    def _write_trial_state(self, write: Callable[[], bool]) -> bool:
+        return self._retry.call("set_trial_state_values", write)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         return []  # the proxy's sweeper fails stale trials; see the class docstring
@@ -106,6 +167,7 @@ def open_url(parsed: StorageURL) -> HeartbeatGrpcStorage:
     try:
         # Pods start in any order: wait for the proxy as a direct worker waits for its database.
         storage.wait_server_ready(timeout=max(timeout, 0.001))
+        storage._retry.reached = True
     except ConnectionError as exc:
         raise StorageUnreachable(
             f"storage {storage.display_url!r}: no gRPC storage proxy answered within "

@@ -77,6 +77,9 @@ LATE_HEARTBEAT_FACTOR = 1.5
 _held: dict[int, HeldTrial] = {}
 # When each held trial's heartbeat (or its start) was last recorded, on the monotonic clock.
 _last_beat: dict[int, float] = {}
+# The longest time each held trial went without a heartbeat so far (a pause this process came
+# back from): the stale-trial check that fails the trial may run just after it resumed.
+_longest_gap: dict[int, float] = {}
 # Held trials found taken (by any thread); trial ids are never reused, so they stay.
 _taken: dict[int, TrialTaken] = {}
 _held_lock = threading.Lock()
@@ -123,13 +126,17 @@ def _mark_taken(trial_id: int, trial_number: int, failed_by: str) -> TrialTaken:
     """Record ``trial_id`` as taken (and no longer held); the reason gives the time since its
     last heartbeat, which is how long this process was paused or cut off."""
     with _held_lock:
-        since = time.monotonic() - _last_beat.get(trial_id, time.monotonic())
+        since = max(
+            time.monotonic() - _last_beat.get(trial_id, time.monotonic()),
+            _longest_gap.get(trial_id, 0.0),
+        )
         taken = TrialTaken(
             trial_number, f"failed by {failed_by} after ~{since:.0f} s without its heartbeat"
         )
         _taken.setdefault(trial_id, taken)
         _held.pop(trial_id, None)
         _last_beat.pop(trial_id, None)
+        _longest_gap.pop(trial_id, None)
         return _taken[trial_id]
 
 
@@ -137,6 +144,7 @@ def _release(trial_id: int) -> None:
     with _held_lock:
         _held.pop(trial_id, None)
         _last_beat.pop(trial_id, None)
+        _longest_gap.pop(trial_id, None)
 
 
 class TrialLedger(BaseStorage):
@@ -187,7 +195,10 @@ class TrialLedger(BaseStorage):
         self._send_heartbeat(trial_id)
         with _held_lock:
             if trial_id in _last_beat:
-                _last_beat[trial_id] = time.monotonic()
+                now = time.monotonic()
+                gap = now - _last_beat[trial_id]
+                _longest_gap[trial_id] = max(gap, _longest_gap.get(trial_id, 0.0))
+                _last_beat[trial_id] = now
 
     def look_whether_taken(self, trial_id: int) -> TrialTaken | None:
         """Read ``trial_id``'s state: a held trial now FAIL was taken by another process's

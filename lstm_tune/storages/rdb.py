@@ -16,6 +16,7 @@ Contract of the storage :func:`open_url` returns:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
@@ -187,8 +188,22 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
 
     @contextmanager
     def setup_lock(self) -> Iterator[None]:
-        """Hold this database's set-up lock (see :func:`setup_lock`), e.g. to create a study."""
-        with setup_lock(make_url(self.url), self.engine_kwargs.get("connect_args")):
+        """Hold this database's set-up lock (see :func:`setup_lock`), e.g. to create a study;
+        taking it waits out an unreachable database like every other call (the chaos soak saw
+        a worker that opened its study during a restart die with ``AdminShutdown``)."""
+
+        def take() -> contextlib.ExitStack:
+            held = contextlib.ExitStack()
+            try:
+                held.enter_context(
+                    setup_lock(make_url(self.url), self.engine_kwargs.get("connect_args"))
+                )
+            except BaseException:
+                held.close()
+                raise
+            return held
+
+        with self._with_retry("setup_lock", take):
             yield
 
     def _with_retry(self, what: str, call: Callable[[], T]) -> T:

@@ -68,8 +68,23 @@ def _root_db_error(exc: BaseException) -> BaseException | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` means "the database is unreachable or busy right now", not a bug."""
+    """True when ``exc`` means "the database (or the gRPC storage proxy) is unreachable or
+    busy right now", not a bug."""
+    if _rpc_status(exc) == "UNAVAILABLE":
+        return True
     return any(_is_transient_db_error(err) for err in _db_errors(exc))
+
+
+def _rpc_status(exc: BaseException) -> str | None:
+    """The gRPC status name of a failed call (``UNAVAILABLE``: the proxy is down or
+    restarting), or None for an error that is no gRPC call's (grpc is not imported here)."""
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return None
+    try:
+        return getattr(code(), "name", None)
+    except Exception:  # not a gRPC error after all
+        return None
 
 
 def _is_transient_db_error(err: sqlalchemy.exc.SQLAlchemyError) -> bool:
@@ -96,6 +111,10 @@ def _is_transient_db_error(err: sqlalchemy.exc.SQLAlchemyError) -> bool:
 def describe_storage_error(exc: BaseException) -> str:
     """One line (200 characters at most) for a storage failure: the database driver's own
     error behind ``exc`` when there is one, as ``Type: first line (hint)``."""
+    status = _rpc_status(exc)
+    if status is not None:
+        details = exc.details() if callable(getattr(exc, "details", None)) else ""  # type: ignore[attr-defined]
+        return f"gRPC {status}: {details}"[:200]
     root = _root_db_error(exc)
     orig = getattr(root, "orig", None) or root or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

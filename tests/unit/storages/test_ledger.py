@@ -23,6 +23,7 @@ def own_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(ledger, "_held", {})
     monkeypatch.setattr(ledger, "_last_beat", {})
     monkeypatch.setattr(ledger, "_taken", {})
+    monkeypatch.setattr(ledger, "_longest_gap", {})
     yield
 
 
@@ -170,3 +171,20 @@ def test_a_late_heartbeat_of_a_trial_still_running_is_sent(
     monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 30)
     storage.record_heartbeat(trial_id)
     assert storage.beats == [trial_id] and noticed_taken(trial_id) is None
+
+
+def test_a_trial_taken_just_after_its_late_heartbeat_was_sent_names_the_pause(
+    storage: LedgerStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the chaos soak: a worker paused 11.5 s resumed, its late heartbeat found the
+    # trial still RUNNING and was sent, and a stale-trial check that had read the old heartbeat
+    # failed the trial a moment later; the worker said "after ~2 s without its heartbeat".
+    trial_id = _held(storage)
+    clock = ledger.time.monotonic()
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 12)  # resumed after a pause
+    storage.record_heartbeat(trial_id)
+    assert storage.beats == [trial_id]  # still RUNNING when it looked: sent
+    _fail_as_stale(storage, trial_id)
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock + 14)
+    taken = taken_trial(trial_id)
+    assert taken is not None and "after ~12 s without its heartbeat" in str(taken), taken

@@ -196,3 +196,20 @@ def test_a_read_only_database_is_one_line_naming_the_cause(tmp_path: Path) -> No
         assert "\n" not in str(info.value)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)  # lazy: the pool may hold it
+
+
+def test_the_set_up_lock_waits_out_a_database_restart(private_pg: object) -> None:
+    # Found by the chaos soak (issue 33): a worker opening its study while PostgreSQL
+    # restarted died with a traceback (AdminShutdown) taking the lock every creator takes.
+    cluster = private_pg
+    storage = open_storage(f"{cluster.url}?retry_timeout=60")  # type: ignore[attr-defined]
+    cluster.stop("fast")  # type: ignore[attr-defined]
+    restart = threading.Timer(3.0, cluster.start)  # type: ignore[attr-defined]
+    restart.start()
+    try:
+        started = time.monotonic()
+        with storage.setup_lock():  # type: ignore[attr-defined]
+            waited = time.monotonic() - started
+    finally:
+        restart.join()
+    assert waited >= 2.5
