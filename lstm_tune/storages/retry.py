@@ -20,10 +20,31 @@ from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages.interrupts import pause, storage_call
 from lstm_tune.storages.url import StorageOptions
 
-__all__ = ["Retrier", "describe_storage_error", "is_transient"]
+__all__ = ["BASE_STORAGE_QUERIES", "Retrier", "describe_storage_error", "is_transient"]
 
 # Backoff between retries: start fast (SQLite locks clear in milliseconds), cap at 10 s so a
 # restarted server is noticed quickly.
+# Optuna BaseStorage methods that only run a query, which every backend retries as a whole
+# while its server is unreachable (each backend adds its own to these).
+BASE_STORAGE_QUERIES = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+)
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 10.0
 # Waits shorter than this (SQLite locks) are logged at DEBUG: only a real outage is worth a line.
