@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages.ledger import TrialLedger, hold
-from lstm_tune.storages.retry import Retrier
+from lstm_tune.storages.retry import QUERY_CALLS, Retrier
 from lstm_tune.storages.url import GrpcURL, StorageURL
 
 __all__ = ["HEARTBEAT_KEY", "HeartbeatGrpcStorage", "open_url"]
@@ -37,26 +37,7 @@ HEARTBEAT_KEY = "lstm_tune:heartbeat"
 
 # GrpcStorageProxy calls retried as a whole while the proxy is unreachable (UNAVAILABLE: it is
 # restarting); the trial state write is retried by the ledger's own rule (_write_trial_state).
-_RETRIED = (
-    "create_new_study",
-    "delete_study",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_all_studies",
-    "create_new_trial",
-    "set_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number",
-    "get_trial",
-    "get_all_trials",
-)
+_RETRIED = (*QUERY_CALLS, "create_new_trial")
 _log = logging.getLogger("lstm_tune.storages")
 
 

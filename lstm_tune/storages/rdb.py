@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages.ledger import TrialLedger, hold
-from lstm_tune.storages.retry import Retrier, describe_storage_error
+from lstm_tune.storages.retry import QUERY_CALLS, Retrier, describe_storage_error
 from lstm_tune.storages.url import DatabaseURL, StorageOptions, StorageURL, redact_url, sqlite_file
 
 __all__ = ["ResilientRDBStorage", "open_url", "setup_lock"]
@@ -55,25 +55,9 @@ SETUP_LOCK_KEY = 0x6C73_746D_7475_6E65 & 0x7FFF_FFFF_FFFF_FFFF  # "lstmtune"
 # RDBStorage methods that only run a query: each is retried as a whole while the database is
 # unreachable. The ones that also keep the ledger or log are written out in the class.
 _RETRIED = (
-    "create_new_study",
-    "delete_study",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_all_studies",
-    "set_trial_param",
-    "get_trial_id_from_study_id_trial_number",
+    *QUERY_CALLS,
     "get_trial_number_from_id",
     "get_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial",
-    "get_all_trials",
     "get_n_trials",
     "get_best_trial",
     # Optuna's cache layer (_CachedStorage) calls these private ones directly.

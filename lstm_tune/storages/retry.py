@@ -20,7 +20,29 @@ from lstm_tune.errors import StorageError, exception_chain
 from lstm_tune.storages.interrupts import pause, storage_call
 from lstm_tune.storages.url import StorageOptions
 
-__all__ = ["Retrier", "describe_storage_error", "is_transient"]
+__all__ = ["QUERY_CALLS", "Retrier", "describe_storage_error", "is_transient"]
+
+# Storage API calls that read or write without keeping the held-trial ledger: each storage
+# retries them as a whole while its database or proxy is unreachable.
+QUERY_CALLS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+)
 
 # Backoff between retries: start fast (SQLite locks clear in milliseconds), cap at 10 s so a
 # restarted server is noticed quickly.
