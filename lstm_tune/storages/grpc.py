@@ -24,9 +24,9 @@ from optuna.storages import GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.errors import StorageError, StorageUnreachable
+from lstm_tune.errors import StorageError
 from lstm_tune.storages.ledger import TrialLedger, hold
-from lstm_tune.storages.retry import BASE_STORAGE_QUERIES, Retrier
+from lstm_tune.storages.retry import QUERY_CALLS, Retrier
 from lstm_tune.storages.url import GrpcURL, StorageURL
 
 __all__ = ["HEARTBEAT_KEY", "HeartbeatGrpcStorage", "open_url"]
@@ -37,11 +37,7 @@ HEARTBEAT_KEY = "lstm_tune:heartbeat"
 
 # GrpcStorageProxy calls retried as a whole while the proxy is unreachable (UNAVAILABLE: it is
 # restarting); the trial state write is retried by the ledger's own rule (_write_trial_state).
-_RETRIED = (
-    *BASE_STORAGE_QUERIES,
-    "create_new_trial",
-)
-
+_RETRIED = (*QUERY_CALLS, "create_new_trial")
 _log = logging.getLogger("lstm_tune.storages")
 
 
@@ -154,7 +150,7 @@ def open_url(parsed: StorageURL) -> HeartbeatGrpcStorage:
         storage.wait_server_ready(timeout=max(timeout, 0.001))
         storage._retry.reached = True
     except ConnectionError as exc:
-        raise StorageUnreachable(
+        raise StorageError(
             f"storage {storage.display_url!r}: no gRPC storage proxy answered within "
             f"{timeout:g}s (retry_timeout); is `lstm-tune storage-proxy` running?"
         ) from exc

@@ -19,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 
 from lstm_tune.errors import StorageError
@@ -51,6 +53,33 @@ class _RelayingRDBStorage(rdb.ResilientRDBStorage):
             self._send_heartbeat(trial_id)  # a relay: the worker judges its own trial
             return
         super().set_trial_system_attr(trial_id, key, value)
+
+
+class _ProxyCache(_CachedStorage):
+    """Optuna's cache layer for the proxy: a parameter written to a trial this proxy has not
+    seen yet (created before it restarted) first loads that trial's study.
+
+    Optuna's cache looks the trial up in itself and raises KeyError otherwise, which the proxy
+    answers NOT_FOUND: the chaos soak saw every worker mid-trial across a proxy restart fail
+    its trial at its next ``suggest_*`` and crash with a traceback. A worker's own cache never
+    meets a trial it has not created or read; a restarted proxy meets all of them.
+    """
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        """Set the parameter, loading the trial's study into the cache first if need be."""
+        with self._lock:
+            known = trial_id in self._trial_id_to_study_id_and_number
+        if not known:
+            backend = self._backend
+            assert isinstance(backend, rdb.ResilientRDBStorage)
+            self._read_trials_from_remote_storage(backend.get_study_id_of_trial(trial_id))
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
 
 
 class _StaleTrialSweeper(threading.Thread):
@@ -93,7 +122,7 @@ def open_proxy_backend(storage_url: str) -> BaseStorage:
         )
     database = rdb.open_url(parse_database_url(storage_url), storage_class=_RelayingRDBStorage)
     # Optuna's cache layer, as direct workers get it (the proxy's documentation asks for it).
-    return optuna.storages.get_storage(database)
+    return _ProxyCache(database)
 
 
 def start_sweeper(storage: BaseStorage) -> _StaleTrialSweeper | None:

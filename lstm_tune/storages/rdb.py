@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages.ledger import TrialLedger, hold
-from lstm_tune.storages.retry import BASE_STORAGE_QUERIES, Retrier, describe_storage_error
+from lstm_tune.storages.retry import QUERY_CALLS, Retrier, describe_storage_error
 from lstm_tune.storages.url import DatabaseURL, StorageOptions, StorageURL, redact_url, sqlite_file
 
 __all__ = ["ResilientRDBStorage", "open_url", "setup_lock"]
@@ -55,7 +55,7 @@ SETUP_LOCK_KEY = 0x6C73_746D_7475_6E65 & 0x7FFF_FFFF_FFFF_FFFF  # "lstmtune"
 # RDBStorage methods that only run a query: each is retried as a whole while the database is
 # unreachable. The ones that also keep the ledger or log are written out in the class.
 _RETRIED = (
-    *BASE_STORAGE_QUERIES,
+    *QUERY_CALLS,
     "get_trial_number_from_id",
     "get_trial_param",
     "get_n_trials",

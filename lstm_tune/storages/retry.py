@@ -16,17 +16,15 @@ from typing import TypeVar
 
 import sqlalchemy.exc
 
-from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
+from lstm_tune.errors import StorageError, exception_chain
 from lstm_tune.storages.interrupts import pause, storage_call
 from lstm_tune.storages.url import StorageOptions
 
-__all__ = ["BASE_STORAGE_QUERIES", "Retrier", "describe_storage_error", "is_transient"]
+__all__ = ["QUERY_CALLS", "Retrier", "describe_storage_error", "is_transient"]
 
-# Backoff between retries: start fast (SQLite locks clear in milliseconds), cap at 10 s so a
-# restarted server is noticed quickly.
-# Optuna BaseStorage methods that only run a query, which every backend retries as a whole
-# while its server is unreachable (each backend adds its own to these).
-BASE_STORAGE_QUERIES = (
+# Storage API calls that read or write without keeping the held-trial ledger: each storage
+# retries them as a whole while its database or proxy is unreachable.
+QUERY_CALLS = (
     "create_new_study",
     "delete_study",
     "set_study_user_attr",
@@ -38,13 +36,16 @@ BASE_STORAGE_QUERIES = (
     "get_study_system_attrs",
     "get_all_studies",
     "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number",
     "get_trial",
     "get_all_trials",
 )
+
+# Backoff between retries: start fast (SQLite locks clear in milliseconds), cap at 10 s so a
+# restarted server is noticed quickly.
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 10.0
 # Waits shorter than this (SQLite locks) are logged at DEBUG: only a real outage is worth a line.
@@ -212,7 +213,7 @@ class Retrier:
             limit, option = self.options.first_contact_timeout, "first_contact_timeout"
         if waited >= limit:
             never = "" if self.reached else " (never reached from this process)"
-            raise StorageUnreachable(
+            raise StorageError(
                 f"storage {self.display_url!r} still unreachable after "
                 f"{waited:.0f}s{never} ({option}={limit:g}s, a URL option): "
                 f"{describe_storage_error(exc)}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from lstm_tune.errors import StorageError
@@ -58,3 +59,17 @@ def test_a_heartbeat_through_the_proxy_is_the_databases_and_stale_trials_are_swe
 def test_no_sweeper_runs_when_the_database_url_turns_heartbeats_off(tmp_path: Path) -> None:
     storage = open_proxy_backend(f"sqlite:///{tmp_path / 'p.db'}?heartbeat_interval=0")
     assert start_sweeper(storage) is None
+
+
+def test_a_restarted_proxy_takes_parameters_of_a_trial_created_before_it(tmp_path: Path) -> None:
+    # Found by the chaos soak (issue 33): after a proxy restart, a worker's next suggest_* on
+    # its running trial came back NOT_FOUND (the new proxy's cache had never seen the trial)
+    # and the worker died with a traceback.
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    before = open_proxy_backend(url)
+    study = optuna.create_study(storage=before, study_name="s")
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    after = open_proxy_backend(url)  # the proxy, started again
+    after.set_trial_param(trial._trial_id, "y", 0.5, FloatDistribution(0.0, 1.0))
+    assert after.get_trial(trial._trial_id).params["y"] == 0.5
