@@ -16,6 +16,17 @@ from tests.helpers.studies import StudyFile, write_study
 
 
 @pytest.fixture(autouse=True)
+def own_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger of held trials (lstm_tune.storages.ledger, process-wide) of each test's own:
+    a trial another test left held, in a storage since gone (a stopped proxy), would else be
+    released at this test's stop, against that storage."""
+    from lstm_tune.storages import ledger
+
+    for table in ("_held", "_last_beat", "_taken", "_longest_gap"):
+        monkeypatch.setattr(ledger, table, {})
+
+
+@pytest.fixture(autouse=True)
 def training_is_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that trains a model in this process without the ``slow`` marker, so
     ``-m "not slow"`` stays the fast suite. (Training in a child process is not seen here.)"""

@@ -24,7 +24,7 @@ from optuna.storages import GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from lstm_tune.errors import StorageError
+from lstm_tune.errors import StorageError, StorageUnreachable
 from lstm_tune.storages.ledger import TrialLedger, hold
 from lstm_tune.storages.retry import QUERY_CALLS, Retrier
 from lstm_tune.storages.url import GrpcURL, StorageURL
@@ -150,7 +150,7 @@ def open_url(parsed: StorageURL) -> HeartbeatGrpcStorage:
         storage.wait_server_ready(timeout=max(timeout, 0.001))
         storage._retry.reached = True
     except ConnectionError as exc:
-        raise StorageError(
+        raise StorageUnreachable(
             f"storage {storage.display_url!r}: no gRPC storage proxy answered within "
             f"{timeout:g}s (retry_timeout); is `lstm-tune storage-proxy` running?"
         ) from exc

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import sqlalchemy.exc
 
-from lstm_tune.errors import StorageError, exception_chain
+from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages.interrupts import pause, storage_call
 from lstm_tune.storages.url import StorageOptions
 
@@ -213,7 +213,7 @@ class Retrier:
             limit, option = self.options.first_contact_timeout, "first_contact_timeout"
         if waited >= limit:
             never = "" if self.reached else " (never reached from this process)"
-            raise StorageError(
+            raise StorageUnreachable(
                 f"storage {self.display_url!r} still unreachable after "
                 f"{waited:.0f}s{never} ({option}={limit:g}s, a URL option): "
                 f"{describe_storage_error(exc)}"

@@ -48,12 +48,14 @@ def test_estimate_command_prints_the_largest_configs_memory(
         name="s",
         data={"path": str(imdb_slice), "max_features": 1000, "cache_dir": str(tmp_path / "cache")},
         search={"enqueue": [{"hidden_size": 64, "batch_size": 32}]},
+        # A queued value must be one of a choice's values; a range's it may leave.
+        space={**TINY_SPACE, "batch_size": {"choices": [16, 32]}},
     )
     assert main(["estimate", str(study)]) == 0
     out = capsys.readouterr().out
     spec = load_spec(study)
     size = study_size(spec, get_task(spec.task).load(spec.data, spec.seed))
-    # The queued config (hidden 64, batch 32) outweighs the space's corner (hidden 8, batch 16).
+    # The queued config (hidden 64, outside the range) outweighs the space's corner (hidden 8).
     assert dict(size.params)["hidden_size"] == 64 and dict(size.params)["batch_size"] == 32
     assert "largest config: hidden_size=64 num_layers=1" in out
     assert f"estimated peak memory: {size.estimate_mib:,.0f} MiB" in out

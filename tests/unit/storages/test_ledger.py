@@ -4,7 +4,6 @@ trials change state (on Optuna's in-memory storage, so no database is involved).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from optuna.exceptions import UpdateFinishedTrialError
@@ -15,16 +14,6 @@ from optuna.trial import TrialState
 from lstm_tune.storages import HeldTrial, held_trials, ledger
 from lstm_tune.storages.ledger import TrialTaken, hold, noticed_taken, taken_trial
 from tests.helpers.ledger import LedgerStorage
-
-
-@pytest.fixture(autouse=True)
-def own_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A ledger of this test's own: the process-wide one holds other tests' trials."""
-    monkeypatch.setattr(ledger, "_held", {})
-    monkeypatch.setattr(ledger, "_last_beat", {})
-    monkeypatch.setattr(ledger, "_taken", {})
-    monkeypatch.setattr(ledger, "_longest_gap", {})
-    yield
 
 
 @pytest.fixture
