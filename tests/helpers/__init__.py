@@ -15,6 +15,7 @@ import csv
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,32 @@ def write_slice(source: Path, out: Path, per_class_and_split: int) -> Path:
             if len(counts) == 4 and min(counts.values()) >= per_class_and_split:
                 break
     return out
+
+
+def etth1_forecaster(directory: Path, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A config document (``params:``) forecasting ETTh1's ``OT`` 6 hours ahead from ``OT``
+    and ``HUFL`` for one epoch, on the series' first 900 rows written into ``directory``
+    (600 fit, 150 validation, 150 test); and the series' lines, header first, for histories.
+    Skips (or fails, see :func:`require_or_skip`) without ``../shared/data/ETTh1.csv``."""
+    etth1 = ROOT.parent / "shared" / "data" / "ETTh1.csv"
+    if not etth1.exists():
+        require_or_skip(f"the ETTh1 series is not at {etth1}")
+    lines = etth1.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = directory / "etth1.csv"
+    data.write_text("".join(lines[: 1 + 900]))
+    doc = {
+        "name": "ot",
+        "task": "forecasting",
+        "seed": 1,
+        "data": {
+            "path": str(data),
+            "time_column": "date",
+            "target_columns": ["OT"],
+            "input_columns": ["OT", "HUFL"],
+            "horizon": 6,
+            "split_rows": [600, 150, 150],
+        },
+        "training": {"epochs": 1},
+        "params": params,
+    }
+    return doc, lines

@@ -17,7 +17,7 @@ import pytest
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
 from lstm_tune.tasks import get_task
-from tests.helpers import ROOT, require_or_skip
+from tests.helpers import ROOT, etth1_forecaster, require_or_skip
 from tests.helpers.studies import write_study
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -106,12 +106,6 @@ def test_a_text_model_with_every_knob_predicts_what_its_evaluation_gave(
 
 @pytest.mark.slow
 def test_a_forecaster_with_every_knob_forecasts_what_its_evaluation_gave(tmp_path: Path) -> None:
-    etth1 = SHARED / "ETTh1.csv"
-    if not etth1.exists():
-        require_or_skip(f"the ETTh1 series is not at {etth1}")
-    lines = etth1.read_text(encoding="utf-8").splitlines(keepends=True)
-    data = tmp_path / "etth1.csv"
-    data.write_text("".join(lines[: 1 + 900]))
     params = {
         **TINY,
         "sequence_length": 24,
@@ -119,21 +113,7 @@ def test_a_forecaster_with_every_knob_forecasts_what_its_evaluation_gave(tmp_pat
         "predict_change": True,
         "bidirectional": True,
     }
-    doc = {
-        "name": "ot",
-        "task": "forecasting",
-        "seed": 1,
-        "data": {
-            "path": str(data),
-            "time_column": "date",
-            "target_columns": ["OT"],
-            "input_columns": ["OT", "HUFL"],
-            "horizon": 6,
-            "split_rows": [600, 150, 150],
-        },
-        "training": {"epochs": 1},
-        "params": params,
-    }
+    doc, lines = etth1_forecaster(tmp_path, params)
     model_dir, metrics = _train(tmp_path, doc)
     assert metrics["predict_change"] is True
     state = json.loads((model_dir / "preprocessing.json").read_text())["state"]

@@ -20,7 +20,7 @@ import pytest
 from lstm_tune.cli import main
 from lstm_tune.config import load_spec
 from lstm_tune.tasks import get_task
-from tests.helpers import ROOT, require_or_skip
+from tests.helpers import ROOT, etth1_forecaster, require_or_skip
 from tests.helpers.studies import write_study
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -127,27 +127,7 @@ def test_text_classifier_predicts_raw_text_like_its_own_evaluation(
 
 @pytest.mark.slow
 def test_forecaster_predicts_the_next_horizon_from_a_raw_history(tmp_path: Path) -> None:
-    etth1 = SHARED / "ETTh1.csv"
-    if not etth1.exists():
-        require_or_skip(f"the ETTh1 series is not at {etth1}")
-    lines = etth1.read_text(encoding="utf-8").splitlines(keepends=True)
-    data = tmp_path / "etth1.csv"
-    data.write_text("".join(lines[: 1 + 900]))
-    doc = {
-        "name": "ot",
-        "task": "forecasting",
-        "seed": 1,
-        "data": {
-            "path": str(data),
-            "time_column": "date",
-            "target_columns": ["OT"],
-            "input_columns": ["OT", "HUFL"],
-            "horizon": 6,
-            "split_rows": [600, 150, 150],
-        },
-        "training": {"epochs": 1},
-        "params": {**TINY, "sequence_length": 24},
-    }
+    doc, lines = etth1_forecaster(tmp_path, {**TINY, "sequence_length": 24})
     model_dir = _train(tmp_path, doc)
     # History up to the first test target: rows before row 750 (the file's first 750 rows).
     history = tmp_path / "history.csv"
