@@ -35,8 +35,9 @@ Checks (each a promise; the script exits 1 if any is broken):
 * no trial RUNNING or WAITING in any round;
 * every FAILed config re-run (a trial of the round with its params finished) or its failure
   explained (its last trial has a ``fail_reason``, or was not re-queued because its params
-  had lost their worker ``max_requeue`` times already, as that trial's log line says); "lost"
-  counts the others;
+  had lost their worker ``max_requeue`` times already, or it failed after the round's budget
+  was met, when no copy is queued; each as that trial's log line says); "lost" counts the
+  others;
 * no trial number twice in a study;
 * artifacts readable for every finished trial (it lists at least one, each opens, none empty,
   no ``artifact_error``);
@@ -737,8 +738,11 @@ def round_report(
     states = Counter(t.state.name for t in trials)
     numbers = Counter(t.number for t in trials)
     # A failed config is judged by its chain (the trials with its params): re-run if one of
-    # them finished; explained if its last trial says why (fail_reason) or was not re-queued
-    # because its params had lost their worker max_requeue times already; lost otherwise.
+    # them finished; explained if its last trial says why (fail_reason), was not re-queued
+    # because its params had lost their worker max_requeue times already, or failed after the
+    # budget was met (no copy is queued then: lstm_tune.storages.requeue); lost otherwise.
+    ends = sorted(t.datetime_complete for t in finished if t.datetime_complete is not None)
+    budget_met_at = ends[budget - 1] if len(ends) >= budget else None
     chains: dict[str, list[Any]] = {}
     for trial in trials:
         chains.setdefault(json.dumps(trial.params, sort_keys=True), []).append(trial)
@@ -752,6 +756,11 @@ def round_report(
         elif (
             "fail_reason" in last.user_attrs
             or len(last.system_attrs.get("retry_history", [])) >= max_requeue
+            or (
+                budget_met_at is not None
+                and last.datetime_complete is not None
+                and last.datetime_complete >= budget_met_at
+            )
         ):
             explained.append(first.number)
         elif last.state == TrialState.FAIL:

@@ -15,17 +15,16 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from lstm_tune.storages import HeldTrial, held_trials, raise_when_safe
+from lstm_tune.storages.requeue import requeue_failed
 
 __all__ = [
     "STOP_SIGNALS",
@@ -242,19 +241,18 @@ def release_held_trials(stop: StopRequested, say: Callable[[str], None]) -> list
             study = optuna.load_study(
                 study_name=storage.get_study_name_from_id(item.study_id), storage=storage
             )
-            with warnings.catch_warnings():  # Optuna marks the retry callback experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                RetryHeartbeatStaleTrialCallback()(study, trial)
-            copies = [
-                t.number
-                for t in study.get_trials(deepcopy=False)
-                if t.system_attrs.get("retry_history", [])[-1:] == [trial.number]
-            ]
-            again = f"trial {max(copies)}" if copies else "a new trial"
-            line = (
-                f"{stop.signame}: trial {trial.number} failed and re-queued; "
-                f"its params run again as {again}"
-            )
+            # A stop is not the config's fault: no max_requeue here (None: no limit).
+            requeued = requeue_failed(study, trial, None)
+            if requeued.copy is not None:
+                line = (
+                    f"{stop.signame}: trial {trial.number} failed and re-queued; "
+                    f"its params run again as trial {requeued.copy}"
+                )
+            else:
+                line = (
+                    f"{stop.signame}: trial {trial.number} failed; not re-queued, "
+                    f"{requeued.why_not}"
+                )
         else:
             line = (
                 f"{stop.signame}: trial {trial.number} finished ({trial.state.name}) "

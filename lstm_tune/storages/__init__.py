@@ -3,7 +3,7 @@ with retries and the held-trial ledger, and Optuna's gRPC proxy in front of it.
 
 :func:`open_storage` is the one door: it turns any supported URL into an Optuna storage.
 Modules, each importing only those below it (``lint-imports`` checks it): ``proxy`` and
-``backends`` on top; the backends ``rdb`` and ``grpc``; ``ledger`` and ``retry``;
+``backends`` on top; the backends ``rdb`` and ``grpc``; ``ledger``, ``retry`` and ``requeue``;
 ``interrupts``; ``url`` and ``attrs``.
 
 The names below are imported from their module on first use (PEP 562), as Ray Tune's

@@ -36,6 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from lstm_tune.errors import StorageError
 from lstm_tune.storages.ledger import TrialLedger, hold
+from lstm_tune.storages.requeue import requeue_failed
 from lstm_tune.storages.retry import QUERY_CALLS, Retrier, describe_storage_error
 from lstm_tune.storages.url import DatabaseURL, StorageOptions, StorageURL, redact_url, sqlite_file
 
@@ -239,7 +240,7 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
 
 
 class _LoggingRetryCallback(RetryHeartbeatStaleTrialCallback):
-    """Re-queue a stale trial's params (up to ``max_retry`` times) and say so in the log."""
+    """Re-queue a stale trial's params (see :func:`.requeue.requeue_failed`) and say so."""
 
     def __init__(self, max_retry: int, *, grace_period: int) -> None:
         super().__init__(max_retry=max_retry)
@@ -247,22 +248,21 @@ class _LoggingRetryCallback(RetryHeartbeatStaleTrialCallback):
         self.max_requeue = max_retry
 
     def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
-        failures = len(trial.system_attrs.get("retry_history", [])) + 1
-        super().__call__(study, trial)
-        if failures <= self.max_requeue:
+        requeued = requeue_failed(study, trial, self.max_requeue)
+        if requeued.copy is not None:
             _log.warning(
                 "trial %d had no heartbeat for %ds (its worker died or was cut off): "
-                "failed and its params re-queued",
+                "failed and its params re-queued as trial %d",
                 trial.number,
                 self.grace_period,
+                requeued.copy,
             )
         else:
             _log.warning(
-                "trial %d had no heartbeat for %ds: failed; not re-queued, its params already "
-                "lost their worker %d times",
+                "trial %d had no heartbeat for %ds: failed; not re-queued, %s",
                 trial.number,
                 self.grace_period,
-                failures,
+                requeued.why_not,
             )
 
 

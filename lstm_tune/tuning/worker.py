@@ -23,6 +23,7 @@ from lstm_tune.config import StudySpec
 from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.storages.ledger import TrialTaken, taken_trial
+from lstm_tune.storages.requeue import close_requeued_copies
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
 from lstm_tune.training.preflight import ConfigTooLarge
@@ -88,12 +89,20 @@ class _BudgetStop:
         self.reason = "timeout or interrupted"
         self.gave_up = False
 
+    def met(self, study: optuna.study.Study) -> bool:
+        """Whether the study holds its budget of finished trials; if so, the re-queued copies
+        no worker will run now are closed (see :mod:`lstm_tune.storages.requeue`)."""
+        if count_finished(study) < self.budget:
+            return False
+        self.reason = "budget reached"
+        close_requeued_copies(study)
+        return True
+
     def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
         self.consecutive_failures = (
             self.consecutive_failures + 1 if trial.state == TrialState.FAIL else 0
         )
-        if count_finished(study) >= self.budget:
-            self.reason = "budget reached"
+        if self.met(study):
             study.stop()
         elif self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             self.reason = f"{self.consecutive_failures} trials failed in a row"
@@ -168,6 +177,7 @@ def run_search(
     study.set_user_attr(BUDGET_ATTR, budget)
     finished = count_finished(study)
     if finished >= budget:
+        close_requeued_copies(study)
         return SearchOutcome(study, finished, budget, "budget already reached")
     stop = _BudgetStop(budget)
     objective = _own_trials_only(
@@ -193,6 +203,8 @@ def run_search(
                 break
             except TrialTaken as taken:
                 _log.warning(taken.line)
+                if stop.met(study):  # the callbacks did not run for the taken trial
+                    break
     except optuna.exceptions.StorageInternalError as exc:
         raise _storage_error_class(exc)(
             f"storage failed during the search: {describe_storage_error(exc)}"
