@@ -234,15 +234,15 @@ def release_held_trials(stop: StopRequested, say: Callable[[str], None]) -> list
     for item in trials.values():
         storage = item.storage
         trial = storage.get_trial(item.trial_id)
-        if trial.state == TrialState.RUNNING:
-            storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
-            trial = storage.get_trial(item.trial_id)
-        if trial.state == TrialState.FAIL:
+        if trial.state in (TrialState.RUNNING, TrialState.FAIL):
             study = optuna.load_study(
                 study_name=storage.get_study_name_from_id(item.study_id), storage=storage
             )
-            # A stop is not the config's fault: no max_requeue here (None: no limit).
+            # A stop is not the config's fault: no max_requeue here (None: no limit). The copy
+            # is queued before the FAIL, so a worker killed between the two loses nothing.
             requeued = requeue_failed(study, trial, None)
+            if trial.state == TrialState.RUNNING:
+                storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
             if requeued.copy is not None:
                 line = (
                     f"{stop.signame}: trial {trial.number} failed and re-queued; "

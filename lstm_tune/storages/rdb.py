@@ -65,7 +65,6 @@ _RETRIED = (
     "_get_trials",
     "_set_trial_param",
     "_get_best_trial_id",
-    "_get_stale_trial_ids",
 )
 
 _log = logging.getLogger("lstm_tune.storages")
@@ -224,6 +223,34 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
         if trial.state == TrialState.RUNNING:
             hold(self, trial._trial_id, study_id)
         return trial
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """The study's stale trials, each one's params already re-queued (:mod:`.requeue`).
+
+        Optuna's ``fail_stale_trials`` fails the stale trials first and queues their copies
+        after, in a second step: a checker killed or cut off between the two lost the config
+        (the 30-minute chaos soak lost one so). Queued here, before the FAIL, a checker that
+        dies in between leaves a trial still stale, which the next checker fails, finding its
+        copy queued (the retry callback then queues no second one). The set-up lock makes two
+        checkers at once queue one copy. If the trial's worker finishes it in the few
+        milliseconds between, its copy runs once more: a config run twice, none lost.
+        """
+        base = optuna.storages.RDBStorage._get_stale_trial_ids
+        stale = self._with_retry("_get_stale_trial_ids", lambda: base(self, study_id))
+        callback = self.get_heartbeat_stale_trial_callback()
+        if not stale or not isinstance(callback, _LoggingRetryCallback):
+            return stale
+        study = optuna.study.Study(
+            study_name=self.get_study_name_from_id(study_id),
+            storage=self,
+            sampler=optuna.samplers.RandomSampler(),
+        )
+        with self.setup_lock():
+            for trial_id in stale:
+                trial = self.get_trial(trial_id)
+                if trial.state == TrialState.RUNNING:
+                    requeue_failed(study, trial, callback.max_requeue)
+        return stale
 
     def get_study_id_of_trial(self, trial_id: int) -> int:
         """The id of the study that holds ``trial_id``."""

@@ -64,7 +64,11 @@ def requeue_failed(
     study: optuna.study.Study, trial: FrozenTrial, max_requeue: int | None
 ) -> Requeued:
     """Queue a copy of failed ``trial``'s params, at most ``max_requeue`` times per config
-    (None: no limit) and not once the study's budget is met."""
+    (None: no limit) and not once the study's budget is met. A copy queued for it already
+    (by a stale-trial check before the FAIL) is the copy: no second one is queued."""
+    queued = _copies_of(study, trial.number)
+    if queued:
+        return Requeued(max(queued))
     budget = budget_met(study)
     if budget is not None:
         return Requeued(None, f"the study's budget of {budget} finished trials is already met")
@@ -76,14 +80,19 @@ def requeue_failed(
     with warnings.catch_warnings():  # Optuna marks the retry callback experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=max_requeue)(study, trial)
-    copies = [
-        t.number
-        for t in study.get_trials(deepcopy=False)
-        if t.system_attrs.get(_RETRY_HISTORY, [])[-1:] == [trial.number]
-    ]
+    copies = _copies_of(study, trial.number)
     if not copies:  # not expected: the callback queues one unless max_requeue says no
         return Requeued(None, "Optuna's retry callback queued no copy")
     return Requeued(max(copies))
+
+
+def _copies_of(study: optuna.study.Study, number: int) -> list[int]:
+    """The numbers of the copies queued for trial ``number``."""
+    return [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.system_attrs.get(_RETRY_HISTORY, [])[-1:] == [number]
+    ]
 
 
 def close_requeued_copies(study: optuna.study.Study) -> list[int]:

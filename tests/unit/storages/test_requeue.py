@@ -130,3 +130,23 @@ def test_a_trial_found_stale_after_the_budget_is_met_is_not_requeued(
     assert _states(study) == Counter(COMPLETE=1, FAIL=1)
     assert f"trial {dead.number} had no heartbeat" in caplog.text
     assert "not re-queued, the study's budget of 1 finished trials is already met" in caplog.text
+
+
+def test_a_checker_that_dies_between_the_copy_and_the_fail_loses_nothing(tmp_path: Path) -> None:
+    """Optuna fails a stale trial first and queues its copy after; a checker killed between
+    the two steps lost the config (the 30-minute chaos soak saw it). The copy comes first."""
+    study = _study(tmp_path, budget=3, options="?heartbeat_interval=1&grace_period=2")
+    dead = study.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    time.sleep(3.5)
+    # The first checker's first step (it finds the stale trial), twice as two checkers would;
+    # then it dies before the FAIL.
+    for _ in range(2):
+        assert study._storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]  # type: ignore[attr-defined]
+    assert _states(study) == Counter(RUNNING=1, WAITING=1)
+    optuna.storages.fail_stale_trials(study)  # the next checker
+    assert _states(study) == Counter(FAIL=1, WAITING=1)
+    (copy,) = study.get_trials(states=(TrialState.WAITING,))
+    assert copy.params == study.trials[dead.number].params
+    assert copy.system_attrs["retry_history"] == [dead.number]
