@@ -737,15 +737,19 @@ def round_report(
     finished = [t for t in trials if t.state in finished_states]
     states = Counter(t.state.name for t in trials)
     numbers = Counter(t.number for t in trials)
-    # A failed config is judged by its chain (the trials with its params): re-run if one of
+    # A failed config is judged by its chain (the trial and its copies): re-run if one of
     # them finished; explained if its last trial says why (fail_reason), was not re-queued
     # because its params had lost their worker max_requeue times already, or failed after the
     # budget was met (no copy is queued then: lstm_tune.storages.requeue); lost otherwise.
     ends = sorted(t.datetime_complete for t in finished if t.datetime_complete is not None)
     budget_met_at = ends[budget - 1] if len(ends) >= budget else None
-    chains: dict[str, list[Any]] = {}
-    for trial in trials:
-        chains.setdefault(json.dumps(trial.params, sort_keys=True), []).append(trial)
+    # A chain is a trial and its re-queued copies, linked by the copies' ``failed_trial``
+    # (Optuna's retry callback keeps the first failed trial's number), not by equal params: a
+    # trial stopped before it sampled every param is copied with the params it had, and its
+    # copy samples the rest (the 30-minute proxy soak counted such a re-run as lost).
+    chains: dict[int, list[Any]] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        chains.setdefault(trial.system_attrs.get("failed_trial", trial.number), []).append(trial)
     rerun, explained, lost = [], [], []
     for chain in chains.values():
         first, last = chain[0], chain[-1]
