@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -266,13 +265,13 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
         return self._with_retry("get_study_id_of_trial", call)
 
 
-class _LoggingRetryCallback(RetryHeartbeatStaleTrialCallback):
-    """Re-queue a stale trial's params (see :func:`.requeue.requeue_failed`) and say so."""
+class _LoggingRetryCallback:
+    """Re-queue a stale trial's params (see :func:`.requeue.requeue_failed`, which calls
+    Optuna's ``RetryHeartbeatStaleTrialCallback``) and say so."""
 
-    def __init__(self, max_retry: int, *, grace_period: int) -> None:
-        super().__init__(max_retry=max_retry)
+    def __init__(self, max_requeue: int, *, grace_period: int) -> None:
         self.grace_period = grace_period
-        self.max_requeue = max_retry
+        self.max_requeue = max_requeue
 
     def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
         requeued = requeue_failed(study, trial, self.max_requeue)
