@@ -44,6 +44,7 @@ __all__ = [
     "default_storage_text",
     "given_storage",
     "load_with_overrides",
+    "pool_parent_from_env",
     "resolve_artifact_dir",
     "resolve_data_path",
     "resolve_storage",
@@ -173,3 +174,11 @@ def threads_from_env() -> Threads | None:
     """``$LSTM_TUNE_THREADS`` parsed (checked before anything is written), or None."""
     text = os.environ.get(THREADS_ENV, "").strip()
     return parse_threads(text) if text else None
+
+
+def pool_parent_from_env() -> int | None:
+    """The pid of the ``--workers N`` pool that started this process, or None if no pool did."""
+    from lstm_tune.runtime.pool import POOL_PARENT_ENV  # here: the pool module imports Optuna
+
+    text = os.environ.get(POOL_PARENT_ENV, "").strip()
+    return int(text) if text.isdigit() else None

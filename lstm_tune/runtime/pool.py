@@ -8,6 +8,7 @@ then kills what is left.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from typing import IO
 
 from lstm_tune.runtime.stop import STOP_SIGNALS
 
-__all__ = ["DEFAULT_STOP_GRACE", "PoolResult", "run_pool"]
+__all__ = ["DEFAULT_STOP_GRACE", "POOL_PARENT_ENV", "PoolResult", "run_pool", "stop_with_pool"]
 
 # How long the pool waits for its workers after forwarding a stop signal before SIGKILL.
 # Docker's default stop timeout is 10 s; compose gives workers 30 s. A worker stops within one
@@ -27,6 +28,8 @@ __all__ = ["DEFAULT_STOP_GRACE", "PoolResult", "run_pool"]
 DEFAULT_STOP_GRACE = 25.0
 # prctl(2) option: the signal a process gets when its parent dies (Linux).
 PR_SET_PDEATHSIG = 1
+# How a pool tells each worker its own pid, for :func:`stop_with_pool`.
+POOL_PARENT_ENV = "LSTM_TUNE_POOL_PARENT_PID"
 
 
 @dataclass(frozen=True)
@@ -44,18 +47,28 @@ class PoolResult:
         return next((code for code in self.exit_codes if code != 0), 0)
 
 
-def _stop_when_parent_dies() -> None:
-    """In a worker, before it runs: SIGTERM it when the pool's process dies (Linux).
+def stop_with_pool(parent_pid: int) -> None:
+    """In a pool's worker, first thing: SIGTERM this process when the pool's process dies.
 
     A pool parent killed with SIGKILL cannot forward a stop; without this its workers would
     die of a broken pipe mid-trial, and a trial that ends with a crash is not re-queued.
     SIGTERM takes the worker's graceful path: the running trial is failed and re-queued.
+    Linux only (prctl); elsewhere the heartbeat recovers the trial instead.
+
+    The worker sets this itself after it starts, not in a ``preexec_fn`` of the pool: a
+    ``preexec_fn`` makes ``subprocess`` fork() the whole parent, running gRPC's fork handlers,
+    and beside a live gRPC channel (a pool on a ``grpc://`` storage) the child then aborts
+    now and then with "epoll_wait error: Bad file descriptor" (grpc/grpc#43055; measured 6
+    aborts in 300 starts, 0 without ``preexec_fn``). Without one, Python starts the worker
+    with vfork, which runs no fork handlers.
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the heartbeat recovers the trial instead
-        pass
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent_pid:  # the pool died before prctl: no signal would ever come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_pool(
@@ -71,10 +84,12 @@ def run_pool(
     Each worker's output lines go to ``say`` prefixed with ``[wN]``, one call a line and one
     line at a time (``say`` is called from a thread per worker). SIGTERM or SIGINT
     to this process is forwarded to every worker as SIGTERM; workers still alive ``grace``
-    seconds later are killed; if this process dies, its workers get SIGTERM. ``env`` is the
+    seconds later are killed. ``env`` (default: this process's environment) is the
     workers' environment (secrets such as the storage URL go there, never on a command line,
-    which every user of the machine can read).
+    which every user of the machine can read); :data:`POOL_PARENT_ENV` is added to it, so a
+    worker that calls :func:`stop_with_pool` stops when this process dies.
     """
+    worker_env = {**(os.environ if env is None else env), POOL_PARENT_ENV: str(os.getpid())}
     say_lock = threading.Lock()
     procs: list[subprocess.Popen[str]] = []
     copiers: list[threading.Thread] = []
@@ -102,8 +117,7 @@ def run_pool(
                 stderr=subprocess.STDOUT,
                 text=True,
                 bufsize=1,
-                env=None if env is None else dict(env),
-                preexec_fn=_stop_when_parent_dies,  # noqa: PLW1509  # no threads run yet in it
+                env=worker_env,
             )
             procs.append(proc)
             assert proc.stdout is not None

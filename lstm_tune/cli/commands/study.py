@@ -19,6 +19,7 @@ from lstm_tune.cli.command import (
 )
 from lstm_tune.cli.env import (
     load_with_overrides,
+    pool_parent_from_env,
     resolve_artifact_dir,
     resolve_storage,
     threads_from_env,
@@ -81,6 +82,11 @@ class Search(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         """Resolve the flags and environment, run the study, report how it ended."""
+        parent = pool_parent_from_env()
+        if parent is not None:  # a pool's worker: stop when the pool dies
+            from lstm_tune.runtime.pool import stop_with_pool
+
+            stop_with_pool(parent)
         # The study file and $LSTM_TUNE_THREADS are checked before Optuna or TensorFlow is
         # imported, so a mistake costs no wait.
         spec = with_observers(

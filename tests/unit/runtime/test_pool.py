@@ -4,9 +4,15 @@ is the first failure."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
-from lstm_tune.runtime.pool import run_pool
+import pytest
+
+from lstm_tune.runtime.pool import POOL_PARENT_ENV, run_pool
 
 # Worker INDEX: two lines, the last without a newline, then exit with code INDEX.
 WORKER = (
@@ -31,3 +37,55 @@ def test_each_worker_line_reaches_say_marked_with_its_worker() -> None:
     for index in range(3):  # one worker's lines keep their order
         mine = [line for line in said if line.startswith(f"[w{index}]")]
         assert mine == [f"[w{index}] hello pool", f"[w{index}] last line"]
+
+
+def test_each_worker_is_told_the_pools_pid() -> None:
+    said: list[str] = []
+    show_parent = f"import os; print(os.environ[{POOL_PARENT_ENV!r}])"
+    run_pool(lambda index: [sys.executable, "-c", show_parent], 2, say=said.append, env={})
+    assert sorted(said) == [f"[w0] {os.getpid()}", f"[w1] {os.getpid()}"]
+
+
+# A pool (its own process) of one worker that says its pid and then waits to be stopped.
+POOL = f"""
+import sys
+from lstm_tune.runtime.pool import run_pool
+WORKER = (
+    "import os, sys, time; from lstm_tune.runtime.pool import stop_with_pool; "
+    "stop_with_pool(int(os.environ[{POOL_PARENT_ENV!r}])); print(os.getpid(), flush=True); "
+    "time.sleep(120)"
+)
+run_pool(lambda index: [sys.executable, "-c", WORKER], 1, say=lambda line: print(line, flush=True))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_stops_when_its_pool_is_killed() -> None:
+    pool = subprocess.Popen([sys.executable, "-c", POOL], stdout=subprocess.PIPE, text=True)
+    try:
+        assert pool.stdout is not None
+        worker = int(pool.stdout.readline().split()[-1])  # "[w0] PID"
+        pool.send_signal(signal.SIGKILL)
+        pool.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its killed pool"
+    finally:
+        pool.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_whose_pool_died_before_it_started_stops_at_once() -> None:
+    # Its parent here is this test, not the pid it is given: as if the pool had died already.
+    orphan = "from lstm_tune.runtime.pool import stop_with_pool; stop_with_pool(0); print('ran')"
+    done = subprocess.run([sys.executable, "-c", orphan], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGTERM and "ran" not in done.stdout
