@@ -11,7 +11,8 @@ baseline.
         --data-path ../shared/data/imdb_50k.csv.gz --budget 1800 --workers auto --write
 
 ``--search-args`` and ``--train-args`` pass more flags through (e.g. ``--train-args "--epochs
-50"``); ``--section`` names the BENCHMARKS.md section when one study is run several ways.
+50"``); ``--section`` names the BENCHMARKS.md section when one study is run several ways;
+``--storage`` shares one storage between runs, so a wide study can warm-start from the six's.
 """
 
 from __future__ import annotations
@@ -90,13 +91,18 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="more flags for train, one string")
     parser.add_argument("--section", help="section name (default task_search_<study name>)")
     parser.add_argument("--workdir", help="where the run's files go (default: a temp dir)")
+    parser.add_argument(
+        "--storage",
+        help="storage URL (default: sqlite:///WORKDIR/study.db); give two runs the same one "
+        "to warm-start the second from the first (--search-args '--warm-start-from NAME')",
+    )
     parser.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
 
     spec = load_spec(args.study)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="task-search-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{work / 'study.db'}"
+    storage = args.storage or f"sqlite:///{work / 'study.db'}"
     data = ["--data-path", args.data_path] if args.data_path else []
     log = work / "run.log"
     common = ["--storage", storage]
@@ -148,6 +154,7 @@ def main() -> None:
     )
     flags = f" --data-path {args.data_path}" if args.data_path else ""
     flags += f" --workers {args.workers}" if args.workers != "1" else ""
+    flags += f" --storage {args.storage}" if args.storage else ""
     flags += f" --search-args {shlex.quote(args.search_args)}" if args.search_args else ""
     flags += f" --train-args {shlex.quote(args.train_args)}" if args.train_args else ""
     section = args.section or f"task_search_{spec.name}"
