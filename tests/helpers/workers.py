@@ -1,5 +1,6 @@
 """Worker processes for the pool tests: the command of one, its environment, starting one
-with its output in a log, the trials it left in a storage, and waiting for a condition."""
+with its output in a log, whether one is still alive, the trials it left in a storage, and
+waiting for a condition."""
 
 from __future__ import annotations
 
@@ -70,6 +71,15 @@ def start_worker(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=worker_env(), cwd=ROOT
         )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (dead, not yet reaped) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def trials_of(url: str, name: str = "pool") -> list[FrozenTrial]:

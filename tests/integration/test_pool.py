@@ -29,6 +29,7 @@ from tests.helpers import ROOT, require_or_skip
 from tests.helpers.servers import api_url, dashboard_process, get_json
 from tests.helpers.studies import write_study
 from tests.helpers.workers import (
+    process_alive,
     review_study,
     search_argv,
     start_worker,
@@ -335,9 +336,9 @@ def test_sigkill_of_a_pools_parent_stops_its_workers_and_requeues_their_trials(
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=10)
     deadline = time.monotonic() + DOCKER_STOP_TIMEOUT + 20
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children), "workers outlived their killed parent"
+    assert not any(process_alive(pid) for pid in children), "workers outlived their killed parent"
     trials = trials_of(url)
     assert _states(trials)["FAIL"] >= 1, _states(trials)  # they were stopped mid-trial
     _requeued_cleanly(trials)
@@ -364,14 +365,6 @@ def test_a_worker_whose_stdout_closes_finishes_its_budget(
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(line) for line in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.slow

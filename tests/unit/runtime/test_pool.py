@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from lstm_tune.runtime.pool import POOL_PARENT_ENV, run_pool
+from tests.helpers.workers import process_alive, wait_for
 
 # Worker INDEX: two lines, the last without a newline, then exit with code INDEX.
 WORKER = (
@@ -59,14 +59,6 @@ run_pool(lambda index: [sys.executable, "-c", WORKER], 1, say=lambda line: print
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 def test_a_worker_stops_when_its_pool_is_killed() -> None:
     pool = subprocess.Popen([sys.executable, "-c", POOL], stdout=subprocess.PIPE, text=True)
@@ -75,10 +67,7 @@ def test_a_worker_stops_when_its_pool_is_killed() -> None:
         worker = int(pool.stdout.readline().split()[-1])  # "[w0] PID"
         pool.send_signal(signal.SIGKILL)
         pool.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(worker), "the worker outlived its killed pool"
+        wait_for("the worker to stop with its killed pool", lambda: not process_alive(worker), 10)
     finally:
         pool.kill()
 
