@@ -39,6 +39,23 @@ def machine_line() -> str:
     )
 
 
+def lstm_training_flops_per_token(
+    hidden: int, layers: int, *, inputs: int | None = None, head: int = 0
+) -> float:
+    """Matrix FLOPs to train on one token: 3 x the forward pass (the backward pass is twice it).
+
+    Forward, per layer: 2 x (its input + hidden) x 4 hidden; the first layer's input is
+    ``inputs`` (the embedding; default ``hidden``), the others' the layer below. ``head`` is the
+    output layer's width (a language model's vocabulary), 2 x hidden x head more.
+    """
+    forward = 0.0
+    width = hidden if inputs is None else inputs
+    for _ in range(layers):
+        forward += 2 * (width + hidden) * 4 * hidden
+        width = hidden
+    return 3 * (forward + 2 * hidden * head)
+
+
 def git_revision() -> str:
     """The commit the benchmark ran on (short hash), or 'unknown'."""
     try:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import lstm_training_flops_per_token  # noqa: E402
 
 
 def gflops(call: Callable[[], object], flops: float, seconds: float) -> float:
@@ -47,21 +51,6 @@ def measure(batch: int, hidden: int, seconds: float) -> tuple[float, float]:
     return gflops(lambda: a @ b, flops, seconds), gflops(product, flops, seconds)
 
 
-def flops_per_char(hidden: int, layers: int, embedding: int, vocab: int) -> float:
-    """Training FLOPs per character: 3 x the forward pass's multiply-adds x 2.
-
-    The first layer's input is the embedding, the others' the layer below; the head is a
-    ``hidden x vocab`` projection.
-    """
-    forward = 0.0
-    inputs = embedding
-    for _ in range(layers):
-        forward += 2 * 4 * hidden * (inputs + hidden)
-        inputs = hidden
-    forward += 2 * hidden * vocab
-    return 3 * forward
-
-
 def main() -> None:
     """Parse flags, time the shapes, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,11 +72,11 @@ def main() -> None:
     metrics = json.loads((Path(args.model_dir) / "metrics.json").read_text())
     params = metrics["params"]
     hidden, batch = int(params["hidden_size"]), int(params["batch_size"])
-    per_char = flops_per_char(
+    per_char = lstm_training_flops_per_token(
         hidden,
         int(params["num_layers"]),
-        int(params.get("embedding_size") or hidden),  # the default embedding is hidden_size
-        int(metrics["vocab_size"]),
+        inputs=int(params.get("embedding_size") or hidden),  # the default is hidden_size
+        head=int(metrics["vocab_size"]),
     )
     np_rate, tf_rate = table.get((batch, hidden)) or measure(batch, hidden, args.seconds)
     epoch_s = float(np.median(metrics["seconds_per_epoch"]))

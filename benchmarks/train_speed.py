@@ -27,7 +27,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import ROOT, SHARED_DATA, git_revision, machine_line, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    SHARED_DATA,
+    git_revision,
+    lstm_training_flops_per_token,
+    machine_line,
+    write_section,
+)
 from _notebook import notebook_model  # noqa: E402
 
 from lstm_tune.cli.env import default_cache_dir  # noqa: E402
@@ -140,12 +147,6 @@ def matmul_rate(batch: int, hidden: int, seconds: float = 3.0) -> float:
         calls += 1
     elapsed = time.perf_counter() - start
     return calls * 100 * 2 * batch * hidden * 4 * hidden / elapsed
-
-
-def lstm_training_flops_per_token(hidden: int, layers: int) -> float:
-    """Matrix FLOPs per token: forward 2*(in+h)*4h per layer; backward twice the forward."""
-    forward = layers * 2 * (hidden + hidden) * 4 * hidden
-    return 3 * forward
 
 
 def main() -> None:
