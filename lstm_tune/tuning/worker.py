@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lstm_tune.config import StudySpec
 from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
-from lstm_tune.storages.ledger import TrialTaken, taken_trial
+from lstm_tune.storages.ledger import TrialTaken, held_trials, taken_trial
 from lstm_tune.storages.requeue import close_requeued_copies
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
@@ -80,7 +80,7 @@ def open_study(
     )
 
 
-class _BudgetStop:
+class BudgetStop:
     """Stops the study when the shared budget is met or trials keep failing."""
 
     def __init__(self, budget: int) -> None:
@@ -137,6 +137,61 @@ def _own_trials_only(
     return run
 
 
+def optimize_own_trials(
+    study: optuna.study.Study,
+    objective: Callable[[optuna.trial.Trial], float],
+    *,
+    stop: BudgetStop,
+    deadline: float | None = None,
+    callbacks: Sequence[StudyCallback] = (),
+) -> None:
+    """Run ``objective``'s trials until ``stop`` stops the study or ``deadline`` (monotonic).
+
+    A trial taken from this worker (:class:`TrialTaken`, or Optuna's final tell refused for a
+    held trial that is now FAIL: :func:`taken_at_tell`) is said in one line and the next trial
+    starts.
+    """
+    while True:
+        try:
+            study.optimize(
+                objective,
+                timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+                catch=(TrainingDiverged, ConfigTooLarge),
+                callbacks=[*callbacks, stop],
+                gc_after_trial=True,
+            )
+            return
+        except TrialTaken as taken:
+            _log.warning(taken.line)
+        except (AssertionError, ValueError) as exc:
+            taken_then = taken_at_tell(study, exc)
+            if taken_then is None:
+                raise
+            _log.warning(taken_then.line)
+        if stop.met(study):  # the callbacks did not run for the taken trial
+            return
+
+
+def taken_at_tell(study: optuna.study.Study, exc: BaseException) -> TrialTaken | None:
+    """The :class:`TrialTaken` behind Optuna's refused final tell, if that is what ``exc`` is.
+
+    The objective's last look at its trial (:func:`_own_trials_only`) and Optuna's tell are
+    two reads: a stale-trial check that fails the trial between them (e.g. after its heartbeat
+    missed a database restart while it kept training) makes the tell raise ``ValueError:
+    Cannot tell a FAIL trial.``, which Optuna's runner then masks with ``AssertionError:
+    Should not reach.``. Such an error is the trial's taking when a trial this process still
+    holds in ``study`` is now FAIL; any other error is left as it is (None).
+    """
+    if not any(isinstance(e, ValueError) for e in exception_chain(exc)):
+        return None
+    for held in held_trials():
+        if held.study_id == study._study_id:
+            taken = taken_trial(held.trial_id)
+            if taken is not None:
+                return taken
+    return None
+
+
 def run_search(
     spec: StudySpec,
     *,
@@ -179,7 +234,7 @@ def run_search(
     if finished >= budget:
         close_requeued_copies(study)
         return SearchOutcome(study, finished, budget, "budget already reached")
-    stop = _BudgetStop(budget)
+    stop = BudgetStop(budget)
     objective = _own_trials_only(
         studies.tag_trials(
             make_objective(
@@ -189,22 +244,14 @@ def run_search(
         )
     )
     seconds = timeout if timeout is not None else spec.search.timeout
-    deadline = None if seconds is None else time.monotonic() + seconds
     try:
-        while True:
-            try:
-                study.optimize(
-                    objective,
-                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
-                    catch=(TrainingDiverged, ConfigTooLarge),
-                    callbacks=[*callbacks, stop],
-                    gc_after_trial=True,
-                )
-                break
-            except TrialTaken as taken:
-                _log.warning(taken.line)
-                if stop.met(study):  # the callbacks did not run for the taken trial
-                    break
+        optimize_own_trials(
+            study,
+            objective,
+            stop=stop,
+            deadline=None if seconds is None else time.monotonic() + seconds,
+            callbacks=callbacks,
+        )
     except optuna.exceptions.StorageInternalError as exc:
         raise _storage_error_class(exc)(
             f"storage failed during the search: {describe_storage_error(exc)}"

@@ -4,6 +4,7 @@ FAIL state the check gave it. No training: Optuna's in-memory storage under the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import optuna
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from lstm_tune.storages import ledger
 from lstm_tune.storages.ledger import TrialTaken
-from lstm_tune.tuning.worker import _own_trials_only
+from lstm_tune.tuning.worker import BudgetStop, _own_trials_only, optimize_own_trials
 from tests.helpers.ledger import LedgerStorage
 
 
@@ -72,3 +73,48 @@ def test_a_finished_trial_this_worker_does_not_hold_is_still_an_error() -> None:
 
     with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):  # Optuna's, unchanged
         study.optimize(_own_trials_only(objective), n_trials=1)
+
+
+def _failed_after_its_last_look(taken_trials: int) -> object:
+    """An objective whose first ``taken_trials`` trials are failed as stale after the worker's
+    last look and before Optuna's tell (the race a 30-minute soak met: the check ran while the
+    worker, not paused, finished the trial)."""
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        x = trial.suggest_float("x", 0, 2)
+        if trial.number < taken_trials:
+            InMemoryStorage.set_trial_state_values(trial.storage, trial._trial_id, TrialState.FAIL)
+        return x
+
+    return objective
+
+
+def test_a_tell_refused_for_a_trial_taken_after_the_last_look_goes_on_with_the_next_trial(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    study, _ = _study()
+    with caplog.at_level(logging.WARNING, logger="lstm_tune.tuning.worker"):
+        optimize_own_trials(study, _failed_after_its_last_look(1), stop=BudgetStop(2))  # type: ignore[arg-type]
+    assert [t.state for t in study.trials] == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
+    assert study.trials[0].values is None  # the stale-trial check's FAIL stays
+    lines = [r.getMessage() for r in caplog.records if r.name == "lstm_tune.tuning.worker"]
+    assert lines == [
+        "trial 0 was taken from this worker (failed by a test's stale-trial check after ~0 s "
+        "without its heartbeat); going on with the next trial"
+    ]
+
+
+def test_a_refused_tell_for_a_trial_this_worker_does_not_hold_still_stops_the_worker() -> None:
+    study, _ = _study()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        ledger._release(trial._trial_id)  # not on this process's ledger
+        InMemoryStorage.set_trial_state_values(trial.storage, trial._trial_id, TrialState.FAIL)
+        return 0.0
+
+    with pytest.raises(AssertionError, match="Should not reach"):  # Optuna's, unchanged
+        optimize_own_trials(study, objective, stop=BudgetStop(2))
