@@ -53,11 +53,13 @@ def version() -> str:
 
 
 class _ClosedPipeTolerant:
-    """Standard output that goes quiet instead of raising once its reader has gone.
+    """Standard output or error that goes quiet instead of raising once its reader has gone.
 
     A worker whose output pipe closes (``search ... | head``, or a pool parent that was
     killed) must still finish or stop cleanly: a BrokenPipeError mid-trial would end the
-    trial as a crash, which is not re-queued.
+    trial as a crash, which is not re-queued. A pool's worker writes both streams to the
+    pool's pipe, and its warnings (e.g. the line saying its trial was re-queued) go to
+    standard error.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -90,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Heartbeats and the retry callback are marked experimental by Optuna; we rely on them
         # on purpose, so the warning would only be noise in every user's terminal.
         warnings.filterwarnings("ignore", message=r".*experimental.*", category=Warning)
-    stdout = sys.stdout
+    stdout, stderr = sys.stdout, sys.stderr
     sys.stdout = _ClosedPipeTolerant(stdout)  # type: ignore[assignment]
+    sys.stderr = _ClosedPipeTolerant(stderr)  # type: ignore[assignment]
     try:
         return int(args.handler.run(args))
     except LstmTuneError as exc:
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 if __name__ == "__main__":

@@ -79,6 +79,18 @@ def test_a_closed_pipe_quiets_standard_output_and_the_command_finishes(
     assert pipe.getvalue() == ""  # the schema is one write, larger than what the reader took
 
 
+def test_a_closed_pipe_quiets_standard_error_and_the_exit_code_stays_the_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool's killed parent closes its workers' one pipe (both streams): a worker's warning
+    must not turn its clean stop into a BrokenPipeError."""
+    pipe = _ClosedAfter(limit=0)
+    monkeypatch.setattr(sys, "stderr", pipe)
+    monkeypatch.setattr(Schema, "run", _raising(ConfigError("bad field")))
+    assert main(["schema"]) == EXIT_USAGE
+    assert sys.stderr is pipe, "main puts standard error back"
+
+
 def test_schema_prints_the_study_file_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
