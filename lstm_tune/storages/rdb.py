@@ -251,6 +251,29 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
                     requeue_failed(study, trial, callback.max_requeue)
         return stale
 
+    def quiet_running_trials(self, study_id: int, quiet_for: float) -> list[int]:
+        """The study's RUNNING trials whose last heartbeat is older than ``quiet_for`` seconds
+        (by the database's clock, as Optuna's stale check): their worker may be dead, and
+        they go stale at ``grace_period``. Optuna's own query, with this threshold instead of
+        the grace period (it has no public call for it)."""
+        from optuna.storages._rdb import models
+
+        def call() -> list[int]:
+            with self.scoped_session() as session:
+                now = session.execute(sqlalchemy.func.now()).scalar()
+                assert now is not None
+                now = now.replace(tzinfo=None)  # PostgreSQL answers timezone-aware
+                rows = (
+                    session.query(models.TrialModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+                    .join(models.TrialHeartbeatModel)
+                    .filter(models.TrialModel.state == TrialState.RUNNING)
+                    .filter(models.TrialModel.study_id == study_id)
+                    .all()
+                )
+            return [t for t, beat in rows if (now - beat).total_seconds() > quiet_for]
+
+        return self._with_retry("quiet_running_trials", call)
+
     def get_study_id_of_trial(self, trial_id: int) -> int:
         """The id of the study that holds ``trial_id``."""
         from optuna.storages._rdb import models

@@ -9,7 +9,10 @@ trial was found after the last trial finished). So:
 * :func:`requeue_failed` does not queue a copy once the budget is met, and says why;
 * :func:`close_requeued_copies`, called by each worker that stops on a met budget, fails the
   copies still WAITING, each with a ``fail_reason`` (it takes each one as a worker would, so a
-  copy another worker just started is left to it).
+  copy another worker just started is left to it);
+* :func:`settle_running_trials`, called there too, fails the trials left RUNNING by dead
+  workers: Optuna's stale check runs only when a worker starts a trial, so a worker killed
+  after the budget was met left its trial RUNNING for good (the direct chaos soak left 7).
 
 Trials queued by the user (``search.enqueue``, warm start) are not copies and stay WAITING.
 """
@@ -17,8 +20,10 @@ Trials queued by the user (``search.enqueue``, warm start) are not copies and st
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -27,13 +32,34 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.storages.attrs import BUDGET_ATTR
 
-__all__ = ["Requeued", "budget_met", "close_requeued_copies", "is_requeued_copy", "requeue_failed"]
+__all__ = [
+    "Requeued",
+    "budget_met",
+    "close_requeued_copies",
+    "is_requeued_copy",
+    "requeue_failed",
+    "settle_running_trials",
+]
 
 _log = logging.getLogger(__name__)
 
 # Optuna's retry callback marks each copy with these system attributes.
 _RETRY_HISTORY = "retry_history"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A running trial without a heartbeat for this many heartbeat intervals may have lost its
+# worker (a live one beats every interval): a worker that stops waits for it to go stale.
+QUIET_INTERVALS = 1.5
+
+
+@runtime_checkable
+class KnowsQuietTrials(Protocol):
+    """A storage that can tell which running trials have gone quiet (no recent heartbeat)."""
+
+    grace_period: int | None
+
+    def quiet_running_trials(self, study_id: int, quiet_for: float) -> list[int]:
+        """The study's RUNNING trials without a heartbeat for more than ``quiet_for`` s."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -131,3 +157,52 @@ def close_requeued_copies(study: optuna.study.Study) -> list[int]:
             ", ".join(map(str, closed)),
         )
     return closed
+
+
+def settle_running_trials(study: optuna.study.Study) -> None:
+    """Fail the trials dead workers left RUNNING in ``study``, whose budget is met.
+
+    Optuna fails a stale trial only when a worker starts its next trial; once the budget is
+    met no worker does, so a trial whose worker was killed in the last minutes stayed RUNNING
+    for good. A worker that stops on a met budget runs the stale check once (no copy is
+    queued: the budget is met), and if a running trial has gone quiet (no heartbeat for
+    :data:`QUIET_INTERVALS` intervals) but is not stale yet, waits for it, at most the grace
+    period and an interval, checking every interval. A live worker's trial beats on and is
+    not waited for. Storages without heartbeats, or without a way to see quiet trials (the
+    gRPC proxy's client: the proxy sweeps stale trials itself), get the one check only.
+    """
+    storage = study._storage
+    if budget_met(study) is None or not (
+        isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+    ):
+        return
+    interval = storage.get_heartbeat_interval()
+    assert interval is not None  # is_heartbeat_enabled
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        # Optuna wraps an RDBStorage in its _CachedStorage (no public way to reach it); the
+        # heartbeats are read from the database itself.
+        backend = getattr(storage, "_backend", storage)
+        if not isinstance(backend, KnowsQuietTrials):
+            return
+        grace = backend.grace_period or 2 * interval
+        quiet = backend.quiet_running_trials(study._study_id, QUIET_INTERVALS * interval)
+        if not quiet:
+            return
+        _log.warning(
+            "budget met; %d running trial%s without a heartbeat for over %g s (a dead "
+            "worker's?): waiting up to %d s to fail %s as stale",
+            len(quiet),
+            "" if len(quiet) == 1 else "s",
+            QUIET_INTERVALS * interval,
+            grace + interval,
+            "it" if len(quiet) == 1 else "them",
+        )
+        # Stale at most the grace period after the last beat, which was before now; one
+        # interval more covers the check's own cadence and SQLite's whole-second clock.
+        deadline = time.monotonic() + grace + interval
+        while quiet and time.monotonic() < deadline:
+            time.sleep(interval)
+            optuna.storages.fail_stale_trials(study)
+            quiet = backend.quiet_running_trials(study._study_id, QUIET_INTERVALS * interval)

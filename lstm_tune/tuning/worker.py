@@ -23,7 +23,7 @@ from lstm_tune.config import StudySpec
 from lstm_tune.errors import StorageError, StorageUnreachable, exception_chain
 from lstm_tune.storages import BUDGET_ATTR, describe_storage_error
 from lstm_tune.storages.ledger import TrialTaken, held_trials, taken_trial
-from lstm_tune.storages.requeue import close_requeued_copies
+from lstm_tune.storages.requeue import close_requeued_copies, settle_running_trials
 from lstm_tune.tasks import get_task
 from lstm_tune.training.fit import TrainingDiverged
 from lstm_tune.training.preflight import ConfigTooLarge
@@ -80,6 +80,14 @@ def open_study(
     )
 
 
+def wind_down(study: optuna.study.Study) -> None:
+    """What a worker does when it stops on a met budget: fail the trials dead workers left
+    RUNNING, then the re-queued copies no worker will run (see
+    :mod:`lstm_tune.storages.requeue`)."""
+    settle_running_trials(study)
+    close_requeued_copies(study)
+
+
 class BudgetStop:
     """Stops the study when the shared budget is met or trials keep failing."""
 
@@ -95,7 +103,7 @@ class BudgetStop:
         if count_finished(study) < self.budget:
             return False
         self.reason = "budget reached"
-        close_requeued_copies(study)
+        wind_down(study)
         return True
 
     def __call__(self, study: optuna.study.Study, trial: FrozenTrial) -> None:
@@ -232,7 +240,7 @@ def run_search(
     study.set_user_attr(BUDGET_ATTR, budget)
     finished = count_finished(study)
     if finished >= budget:
-        close_requeued_copies(study)
+        wind_down(study)
         return SearchOutcome(study, finished, budget, "budget already reached")
     stop = BudgetStop(budget)
     objective = _own_trials_only(

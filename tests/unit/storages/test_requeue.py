@@ -16,7 +16,11 @@ import pytest
 from optuna.trial import TrialState
 
 from lstm_tune.storages import BUDGET_ATTR, open_storage
-from lstm_tune.storages.requeue import close_requeued_copies, requeue_failed
+from lstm_tune.storages.requeue import (
+    close_requeued_copies,
+    requeue_failed,
+    settle_running_trials,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # These tests play a dead worker by hand (ask without optimize) and call Optuna's stale-trial
@@ -150,3 +154,50 @@ def test_a_checker_that_dies_between_the_copy_and_the_fail_loses_nothing(tmp_pat
     (copy,) = study.get_trials(states=(TrialState.WAITING,))
     assert copy.params == study.trials[dead.number].params
     assert copy.system_attrs["retry_history"] == [dead.number]
+
+
+def _dead_worker_trial(study: optuna.study.Study) -> optuna.trial.Trial:
+    """A trial whose worker dies just after its first heartbeat."""
+    dead = study.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    return dead
+
+
+def test_a_worker_stopping_on_the_budget_fails_a_dead_workers_trial_once_it_goes_stale(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The direct chaos soak left 7 trials RUNNING for good: each one's worker was killed
+    after the budget was met, when no worker starts a trial (and so checks for stale ones)."""
+    study = _study(tmp_path, budget=1, options="?heartbeat_interval=1&grace_period=4")
+    dead = _dead_worker_trial(study)
+    _complete(study, 1)  # another worker meets the budget
+    time.sleep(2.2)  # quiet (over 1.5 intervals on SQLite's whole-second clock), not stale
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="lstm_tune.storages.requeue"):
+        settle_running_trials(study)
+    waited = time.monotonic() - started
+    assert study.trials[dead.number].state == TrialState.FAIL
+    assert _states(study) == Counter(COMPLETE=1, FAIL=1)  # failed, not re-queued
+    assert 0.5 < waited < 4.5  # until stale (4-5 s after its heartbeat), not the full 5 s
+    assert "1 running trial without a heartbeat for over 1.5 s" in caplog.text
+
+
+def test_a_live_workers_trial_is_not_waited_for(tmp_path: Path) -> None:
+    study = _study(tmp_path, budget=1, options="?heartbeat_interval=1&grace_period=3")
+    live = _dead_worker_trial(study)
+    _complete(study, 1)
+    study._storage.record_heartbeat(live._trial_id)  # type: ignore[attr-defined]
+    started = time.monotonic()
+    settle_running_trials(study)
+    assert time.monotonic() - started < 0.5
+    assert study.trials[live.number].state == TrialState.RUNNING
+
+
+def test_nothing_is_settled_while_the_budget_still_needs_trials(tmp_path: Path) -> None:
+    study = _study(tmp_path, budget=2, options="?heartbeat_interval=1&grace_period=2")
+    dead = _dead_worker_trial(study)
+    _complete(study, 1)
+    time.sleep(2.5)  # stale: the next trial's start will fail and re-queue it
+    settle_running_trials(study)
+    assert study.trials[dead.number].state == TrialState.RUNNING
