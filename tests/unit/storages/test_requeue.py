@@ -179,18 +179,20 @@ def test_a_worker_stopping_on_the_budget_fails_a_dead_workers_trial_once_it_goes
     waited = time.monotonic() - started
     assert study.trials[dead.number].state == TrialState.FAIL
     assert _states(study) == Counter(COMPLETE=1, FAIL=1)  # failed, not re-queued
-    assert 0.5 < waited < 4.5  # until stale (4-5 s after its heartbeat), not the full 5 s
+    assert waited > 0.5  # it waited for the trial to go stale (4-5 s after its heartbeat)
     assert "1 running trial without a heartbeat for over 1.5 s" in caplog.text
 
 
-def test_a_live_workers_trial_is_not_waited_for(tmp_path: Path) -> None:
+def test_a_live_workers_trial_is_not_waited_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     study = _study(tmp_path, budget=1, options="?heartbeat_interval=1&grace_period=3")
     live = _dead_worker_trial(study)
     _complete(study, 1)
     study._storage.record_heartbeat(live._trial_id)  # type: ignore[attr-defined]
-    started = time.monotonic()
-    settle_running_trials(study)
-    assert time.monotonic() - started < 0.5
+    with caplog.at_level(logging.WARNING, logger="lstm_tune.storages.requeue"):
+        settle_running_trials(study)
+    assert "waiting" not in caplog.text
     assert study.trials[live.number].state == TrialState.RUNNING
 
 
