@@ -57,3 +57,20 @@ def test_a_redelivery_that_wakes_as_the_block_ends_sends_nothing(
     thread.start()
     thread.join(timeout=5)
     assert not thread.is_alive() and sent == []
+
+
+@pytest.mark.parametrize("closing", [True, False])
+def test_a_stop_a_finalizer_swallowed_is_sent_again_only_while_the_block_runs(
+    monkeypatch: pytest.MonkeyPatch, closing: bool
+) -> None:
+    # Found by the direct chaos soak: a pool worker orphaned mid-trial exited -15 (SIGTERM's
+    # default action) with its trial FAIL and no copy. Garbage collection after Optuna failed
+    # the trial swallowed a redelivered stop; the stop sent again 10 ms later landed after the
+    # block had put the default handlers back, before the worker re-queued the trial.
+    sent: list[int] = []
+    monkeypatch.setattr(stop_module, "_signal_main_thread", sent.append)
+    record = StopRecord()
+    if closing:
+        record.closing.set()
+    stop_module._interrupt_main_soon(record, signal.SIGTERM)
+    assert sent == ([] if closing else [signal.SIGTERM])
