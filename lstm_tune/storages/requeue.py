@@ -121,6 +121,17 @@ def _copies_of(study: optuna.study.Study, number: int) -> list[int]:
     ]
 
 
+def _take(storage: optuna.storages.BaseStorage, trial_id: int) -> bool:
+    """Move a WAITING trial to RUNNING, as a worker takes a queued trial; False if another
+    process took it first: started it (still RUNNING) or, stopping on the met budget too,
+    already closed it (finished: Optuna raises for that, the chaos soak saw two workers that
+    had waited together for a dead worker's trial close the same copy)."""
+    try:
+        return storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
 def close_requeued_copies(study: optuna.study.Study) -> list[int]:
     """Fail the re-queued copies still WAITING in ``study`` once its budget is met, each with a
     ``fail_reason``; returns their numbers. A copy is taken first, as a worker takes a waiting
@@ -132,9 +143,7 @@ def close_requeued_copies(study: optuna.study.Study) -> list[int]:
     storage = study._storage
     closed = []
     for copy in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if not is_requeued_copy(copy) or not storage.set_trial_state_values(
-            copy._trial_id, TrialState.RUNNING
-        ):
+        if not is_requeued_copy(copy) or not _take(storage, copy._trial_id):
             continue
         # A heartbeat, so a crash right here leaves a stale trial (failed by the next sweep),
         # not one RUNNING for good: Optuna never finds a trial stale that has no heartbeat.

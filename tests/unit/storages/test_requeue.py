@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -203,3 +204,26 @@ def test_nothing_is_settled_while_the_budget_still_needs_trials(tmp_path: Path) 
     time.sleep(2.5)  # stale: the next trial's start will fail and re-queue it
     settle_running_trials(study)
     assert study.trials[dead.number].state == TrialState.RUNNING
+
+
+def test_a_copy_another_stopping_worker_already_closed_is_skipped(tmp_path: Path) -> None:
+    """Two workers stopping on the met budget together: the second one's list of WAITING
+    copies still has the copy the first one has closed (the direct chaos soak's traceback)."""
+    study = _study(tmp_path, budget=2)
+    _complete(study, 1)
+    running = study.ask()  # another worker's trial, which will meet the budget
+    running.suggest_float("x", 0.0, 1.0)
+    copy = requeue_failed(study, _failed(study), max_requeue=None).copy
+    study.tell(running, 0.5)
+    listed = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert close_requeued_copies(study) == [copy]  # the first worker
+    stale_view = optuna.load_study(study_name="s", storage=study._storage)
+    now = stale_view.get_trials
+
+    def as_listed_before(deepcopy: bool = True, states: Any = None) -> Any:
+        return listed if states == (TrialState.WAITING,) else now(deepcopy, states)
+
+    stale_view.get_trials = as_listed_before  # type: ignore[method-assign]
+    assert [t.number for t in listed] == [copy]
+    assert close_requeued_copies(stale_view) == []  # the second, with its earlier list
+    assert study.trials[copy].state == TrialState.FAIL
