@@ -5,6 +5,7 @@ FAIL state the check gave it. No training: Optuna's in-memory storage under the 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import optuna
@@ -102,10 +103,13 @@ def test_a_tell_refused_for_a_trial_taken_after_the_last_look_goes_on_with_the_n
     ]
     assert study.trials[0].values is None  # the stale-trial check's FAIL stays
     lines = [r.getMessage() for r in caplog.records if r.name == "lstm_tune.tuning.worker"]
-    assert lines == [
-        "trial 0 was taken from this worker (failed by a test's stale-trial check after ~0 s "
-        "without its heartbeat); going on with the next trial"
-    ]
+    assert len(lines) == 1
+    # The seconds since its last heartbeat depend on the machine's speed.
+    assert re.fullmatch(
+        r"trial 0 was taken from this worker \(failed by a test's stale-trial check after "
+        r"~\d+ s without its heartbeat\); going on with the next trial",
+        lines[0],
+    )
 
 
 def test_a_refused_tell_for_a_trial_this_worker_does_not_hold_still_stops_the_worker() -> None:
