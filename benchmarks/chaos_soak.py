@@ -16,8 +16,9 @@ SIGKILL, SIGTERM, and SIGSTOP for longer than the grace period then SIGCONT, of 
 worker that is running a trial; a restart of PostgreSQL (down 2-6 s); a restart of the proxy
 (SIGKILL, back 1-3 s later on the same port); SIGKILL of the pool's parent once it has
 workers. A fault with no such victim waits for one until the next fault is due, and is then
-skipped (and counted). A process that
-exits is started again, as compose's ``restart: on-failure`` or a Kubernetes Job would. On a
+skipped (and counted). A process that fails (a non-zero exit) is started again on its own
+study, as compose's ``restart: on-failure`` or a Kubernetes Job's replacement pod runs the same
+command; one that exits 0 is started on the current round. On a
 busy machine, where a worker takes a minute to start and a trial tens of seconds, a wider
 ``--fault-gap`` lets the pool finish trials between faults.
 
@@ -298,6 +299,7 @@ class Slot:
     proc: subprocess.Popen[bytes] | None = None
     run: Run | None = None
     paused_until: float | None = None
+    restart_study: str | None = None  # the study a failed process is started again on
 
 
 class Soak:
@@ -397,8 +399,11 @@ class Soak:
     # the pool
 
     def launch(self, slot: Slot) -> None:
-        """Start ``slot``'s process on the current round."""
-        study = self.rounds[-1]
+        """Start ``slot``'s process: again on its own study after a failure, as compose's
+        ``restart: on-failure`` or a Job's replacement pod runs the same command; else on the
+        current round."""
+        study = slot.restart_study or self.rounds[-1]
+        slot.restart_study = None
         n = sum(r.slot == slot.index for r in self.runs)
         log = self.work / "logs" / f"slot{slot.index}-{n}.log"
         argv = lstm_tune(
@@ -450,6 +455,11 @@ class Soak:
             if slot.proc is not None and slot.proc.poll() is not None:
                 assert slot.run is not None
                 slot.run.code = slot.proc.returncode
+                # A worker killed after its round's other workers left may leave its trial
+                # RUNNING: only a process that opens that study again fails it as stale (the
+                # 30-minute direct soak at 48d132d showed it once), and an orchestrator's
+                # restart of the failed command is that process.
+                slot.restart_study = slot.run.study if slot.run.code != 0 else None
                 slot.proc, slot.run = None, None
         self._reap_orphans()
         done = self.finished_of(self.rounds[-1])
@@ -459,7 +469,7 @@ class Soak:
             self.log(f"{self.rounds[-2]} met its budget; next: {self.rounds[-1]}")
             round_done = False
         for slot in slots:
-            if slot.proc is None and not (draining and round_done):
+            if slot.proc is None and (slot.restart_study or not (draining and round_done)):
                 self.launch(slot)
         return draining and round_done and all(s.proc is None for s in slots) and not self.orphans
 
