@@ -67,3 +67,33 @@ def test_a_study_that_already_met_its_budget_trains_nothing(tmp_path: Path) -> N
     stored = optuna.load_study(study_name="done", storage=storage).user_attrs["lstm_tune_spec"]
     assert yaml.safe_load(yaml.safe_dump(stored))["space"] == TINY
     assert optuna.load_study(study_name="done", storage=storage).trials[0].params == TINY
+
+
+def test_a_search_started_on_a_met_budget_fails_the_trial_its_last_worker_left_running(
+    tmp_path: Path,
+) -> None:
+    """The study's last worker died mid-trial after the others had stopped (the 30-minute
+    direct soak at 48d132d): the same `search` run again, as a restart policy runs it, fails
+    that trial as stale and exits without training."""
+    import time
+
+    from lstm_tune.tuning import studies
+
+    spec = parse_spec(
+        {"name": "left", "training": {"epochs": 1}, "search": {"n_trials": 1}, "params": TINY},
+        "left.yaml",
+    )
+    plain = f"sqlite:///{tmp_path / 'left.db'}"
+    storage = f"{plain}?heartbeat_interval=1&grace_period=2"
+    study = studies.open_study(spec, storage_url=storage, study_name="left")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    dead = study.ask()
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    time.sleep(3.5)  # past the grace period: no one beats for it any more
+
+    again = run_search(spec, storage_url=storage, study_name="left", prepared=_corpus(
+        np.array([0.0, 1.0] * 32)))  # fmt: skip
+
+    assert (again.finished, again.stopped_because) == (1, "budget already reached")
+    states = [t.state for t in optuna.load_study(study_name="left", storage=plain).trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]  # failed, no copy queued
