@@ -66,6 +66,7 @@ import json
 import os
 import pwd
 import random
+import re
 import shutil
 import signal
 import socket
@@ -734,10 +735,36 @@ class Check:
     detail: list[str] = field(default_factory=list)
 
 
+# A worker's line for a failed trial it did not re-queue because the budget was met when it
+# decided (runtime.stop's and storages.rdb's wording).
+NOT_REQUEUED_ON_BUDGET = re.compile(
+    r"trial (\d+) (?:had no heartbeat for \d+s: )?failed; not re-queued, "
+    r"the study's budget of \d+ finished trials is already met"
+)
+
+
+def said_not_requeued_on_budget(logs: list[Path]) -> set[int]:
+    """Trial numbers the workers writing ``logs`` (all of one study) said they did not
+    re-queue because the study's budget was met."""
+    numbers: set[int] = set()
+    for log in logs:
+        if log.exists():
+            text = log.read_text(errors="replace")
+            numbers.update(int(m[1]) for m in NOT_REQUEUED_ON_BUDGET.finditer(text))
+    return numbers
+
+
 def round_report(
-    storage: Any, store: Any, study: str, budget: int, workers: int, max_requeue: int
+    storage: Any,
+    store: Any,
+    study: str,
+    budget: int,
+    workers: int,
+    max_requeue: int,
+    said_budget_met: set[int] | None = None,
 ) -> dict[str, Any]:
-    """The facts of one round's study that the checks judge."""
+    """The facts of one round's study that the checks judge; ``said_budget_met``: trials a
+    worker of the study said it did not re-queue because the budget was met."""
     import optuna
     from optuna.trial import TrialState
 
@@ -751,6 +778,9 @@ def round_report(
     # them finished; explained if its last trial says why (fail_reason), was not re-queued
     # because its params had lost their worker max_requeue times already, or failed after the
     # budget was met (no copy is queued then: lstm_tune.storages.requeue); lost otherwise.
+    # The FAIL's time alone misses one case (the 30-minute direct soak at 3040c52): a trial
+    # failed a moment before the budget's last trial finished, and its worker, deciding just
+    # after, found the budget met and said so; that line (and a met budget) explains it.
     ends = sorted(t.datetime_complete for t in finished if t.datetime_complete is not None)
     budget_met_at = ends[budget - 1] if len(ends) >= budget else None
     # A chain is a trial and its re-queued copies, linked by the copies' ``failed_trial``
@@ -775,6 +805,7 @@ def round_report(
                 and last.datetime_complete is not None
                 and last.datetime_complete >= budget_met_at
             )
+            or (budget_met_at is not None and last.number in (said_budget_met or set()))
         ):
             explained.append(first.number)
         elif last.state == TrialState.FAIL:
@@ -853,7 +884,11 @@ def check_all(soak: Soak) -> tuple[list[Check], dict[str, Any]]:
     storage = open_storage(soak.db)
     store = open_artifact_store(soak.artifacts, create=False)
     workers = soak.args.workers
-    rounds = [round_report(storage, store, s, soak.budget, workers, 3) for s in soak.rounds]
+    rounds = [
+        round_report(storage, store, s, soak.budget, workers, 3, said_not_requeued_on_budget(
+            [Path(r.log) for r in soak.runs if r.log and r.study == s]))
+        for s in soak.rounds
+    ]  # fmt: skip
     worker_logs = [Path(r.log) for r in soak.runs if r.log]
     server_logs = [*soak.proxy_logs, soak.work / "logs" / "dashboard.log"]
     overshoots = [r["overshoot"] for r in rounds]
