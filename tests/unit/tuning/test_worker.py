@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from optuna.trial import TrialState
 
 from lstm_tune.config import parse_spec
 from lstm_tune.tasks.text_classification.data import Split
+from lstm_tune.tuning import studies
 from lstm_tune.tuning.worker import MAX_CONSECUTIVE_FAILURES, run_search
 from lstm_tune.types import Prepared
 
@@ -75,10 +77,6 @@ def test_a_search_started_on_a_met_budget_fails_the_trial_its_last_worker_left_r
     """The study's last worker died mid-trial after the others had stopped (the 30-minute
     direct soak at 48d132d): the same `search` run again, as a restart policy runs it, fails
     that trial as stale and exits without training."""
-    import time
-
-    from lstm_tune.tuning import studies
-
     spec = parse_spec(
         {"name": "left", "training": {"epochs": 1}, "search": {"n_trials": 1}, "params": TINY},
         "left.yaml",
@@ -91,8 +89,8 @@ def test_a_search_started_on_a_met_budget_fails_the_trial_its_last_worker_left_r
     study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
     time.sleep(3.5)  # past the grace period: no one beats for it any more
 
-    again = run_search(spec, storage_url=storage, study_name="left", prepared=_corpus(
-        np.array([0.0, 1.0] * 32)))  # fmt: skip
+    corpus = _corpus(np.array([0.0, 1.0] * 32))
+    again = run_search(spec, storage_url=storage, study_name="left", prepared=corpus)
 
     assert (again.finished, again.stopped_because) == (1, "budget already reached")
     states = [t.state for t in optuna.load_study(study_name="left", storage=plain).trials]
