@@ -3,8 +3,8 @@ slices of the corpus, and the rule for a missing service (skip here, fail in CI)
 
 Modules beside this one: ``pg`` (PostgreSQL servers and databases), ``servers`` (a dashboard
 process and its API), ``browser`` (headless Chromium over the DevTools Protocol), ``engine``
-(the container engine for compose), ``toy_study`` (a study with fake trials), ``start_at`` (a
-CLI run started at a shared instant), ``studies`` (study files written from keyword parts),
+(the container engine for compose), ``toy_study`` (a study with fake trials), ``start_at`` (copies
+of a CLI command started at one instant), ``studies`` (study files written from keyword parts),
 ``workers`` (worker processes of the pool tests), ``ledger`` (the held-trial ledger on an
 in-memory storage).
 """

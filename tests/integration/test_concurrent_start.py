@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,6 @@ from tests.helpers.studies import write_study
 
 ROUNDS = 5
 PROCESSES = 4
-# Enough for 4 interpreters to import lstm_tune (0.3 s) and wait at the starting line.
-START_DELAY = 3.0
 
 
 def _study_file(tmp_path: Path) -> Path:
@@ -31,17 +28,16 @@ def _study_file(tmp_path: Path) -> Path:
     return write_study(tmp_path, name="race", data={"path": "unused.csv"}, search=search)
 
 
-def _race(study: Path, url: str, log_dir: Path) -> list[tuple[int, str]]:
-    """Start PROCESSES `create-study` processes at one instant; their exit codes and output."""
-    at = time.time() + START_DELAY
+def _race(study: Path, url: str, logs: Path) -> list[tuple[int, str]]:
+    """PROCESSES `create-study` processes started at one instant; their exit codes and output."""
+    logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
-    argv = [sys.executable, str(ROOT / "tests" / "helpers" / "start_at.py"), f"{at}"]
-    argv += ["create-study", str(study), "--storage", url]
-    procs = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(PROCESSES)
-    ]
-    return [(p.wait(timeout=120), p.communicate()[0].decode()) for p in procs]
+    argv = [sys.executable, str(ROOT / "tests" / "helpers" / "start_at.py"), str(PROCESSES)]
+    argv += [str(logs), "create-study", str(study), "--storage", url]
+    starter = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert starter.returncode == 0, starter.stdout + starter.stderr
+    codes = [int(line) for line in starter.stdout.split()]
+    return [(code, (logs / f"{i}.log").read_text()) for i, code in enumerate(codes)]
 
 
 def _check_study(url: str) -> None:
@@ -66,7 +62,7 @@ def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_pat
     for round_ in range(ROUNDS):
         url, drop = _pg.create_database()
         try:
-            results = _race(study, url, tmp_path)
+            results = _race(study, url, tmp_path / f"round{round_}")
             failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
                          if code != 0]  # fmt: skip
             _check_study(url)
@@ -82,7 +78,7 @@ def test_workers_starting_together_on_a_new_sqlite_file_all_live(tmp_path: Path)
     failures = []
     for round_ in range(ROUNDS):
         url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
-        results = _race(study, url, tmp_path)
+        results = _race(study, url, tmp_path / f"round{round_}")
         failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
                      if code != 0]  # fmt: skip
         _check_study(url)
