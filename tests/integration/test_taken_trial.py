@@ -26,7 +26,7 @@ from tests.helpers.workers import review_study, search_argv, start_worker, trial
 # The settings; the pause is the 12 s, past the 8 s grace period.
 HEARTBEAT = "heartbeat_interval=2&grace_period=8"
 PAUSE_SECONDS = 12.0
-BUDGET = 5
+BUDGET = 3  # the re-queued copy, the resumed worker's own trial, one more
 TAKEN_LINE = re.compile(
     r"trial (\d+) was taken from this worker \(failed by (another worker's stale-trial check|"
     r"the storage proxy's stale-trial sweep) after ~\d+ s without its heartbeat\); "
