@@ -19,11 +19,11 @@ from tests.helpers import ROOT, require_or_skip
 from tests.helpers.pg import find_pg_bin
 from tests.helpers.workers import worker_env
 
-# Seed 139 schedules every kind of fault within the 70 s, each worker fault twice (a fault
-# that finds no worker mid-trial waits for one only until the next is due); workers half
-# direct, half through the proxy, so both paths meet the faults. About 2 minutes on a quiet
-# 2-core machine (start-up, the faults, the last round's drain); 3 on a shared one.
-SEED, WORKERS, FAULT_SECONDS, ROUND_TRIALS = 139, 4, 70, 6
+# Seed 90 schedules every kind of fault within the 45 s, one every 3-6 s, each worker fault
+# twice or more (a fault that finds no worker mid-trial waits for one only until the next is
+# due); workers half direct, half through the proxy, so both paths meet the faults. About 90 s
+# on a quiet 2-core machine (start-up, the faults, the last round's drain), both cores busy.
+SEED, WORKERS, FAULT_SECONDS, FAULT_GAP, ROUND_TRIALS = 90, 4, 45, ("3", "6"), 6
 EVERY_KIND = {
     "worker_sigkill",
     "worker_sigterm",
@@ -46,7 +46,7 @@ def test_a_pool_under_random_combined_faults_keeps_every_promise(
     argv = [
         sys.executable, str(ROOT / "benchmarks" / "chaos_soak.py"), "--via", "both",
         "--workers", str(WORKERS), "--duration", str(FAULT_SECONDS), "--seed", str(SEED),
-        "--round-trials", str(ROUND_TRIALS), "--drain-timeout", "300",
+        "--round-trials", str(ROUND_TRIALS), "--fault-gap", *FAULT_GAP, "--drain-timeout", "300",
         "--workdir", str(tmp_path / "soak"), "--json", str(report_file),
     ]  # fmt: skip
     env = {**worker_env(), "LSTM_TUNE_PG_BIN": str(bin_dir)}
