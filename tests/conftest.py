@@ -11,8 +11,23 @@ from typing import Any
 import pytest
 
 from tests.helpers import SHARED_DATA, require_or_skip, write_slice
+from tests.helpers import engine as _engine
 from tests.helpers import pg as _pg
 from tests.helpers.studies import StudyFile, write_study
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how long the container test spent building the project's image: README's
+    10-minute budget for the suite excludes that build (a cache hit once the image exists, as
+    after .ci/run's own build)."""
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    for report in reports:
+        for name, seconds in getattr(report, "user_properties", ()):
+            if name == _engine.BUILD_SECONDS:
+                terminalreporter.write_line(
+                    f"container image build: {seconds} s of {report.duration:.0f} s in "
+                    f"{report.nodeid.split('::')[0]} (the suite's 10-minute budget excludes it)"
+                )
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,9 @@ def _timed_stop(compose: _engine.Compose, service: str) -> float:
 
 @pytest.mark.container
 @pytest.mark.slow
-def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path: Path) -> None:
+def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     problem = _engine.problem()
     if problem:
         require_or_skip(problem)
@@ -134,10 +137,18 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
     compose = _engine.Compose(ROOT, FILES, project, env_file)
     volumes_before = _engine.volume_names()
     measured: dict[str, Any] = {}
-    try:
+    phases: dict[str, float] = {}  # seconds each part took, to see where the time goes
+    started = time.monotonic()
+
+    def phase_done(name: str) -> None:
+        nonlocal started
+        phases[name] = round(time.monotonic() - started, 1)
         started = time.monotonic()
+
+    try:
         compose.check("build", "worker", timeout=1500)
-        measured["build_s"] = round(time.monotonic() - started)
+        phase_done("build")
+        record_property(_engine.BUILD_SECONDS, phases["build"])
 
         compose.check("up", "-d", timeout=600)
         workers = compose.ids("worker")
@@ -157,6 +168,7 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
         assert len(configs) == len(done) == BUDGET
         measured["configs"] = f"{len(configs)} distinct configs in {len(done)} trainings"
         measured["per_replica"] = dict(ran_on)
+        phase_done("up to the budget")
 
         # Every container runs as the non-root user (PID 1 of the running ones checked too).
         for service in ("init", "worker", "dashboard"):
@@ -196,6 +208,7 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
         for trial in failed:
             assert queued[_params(trial)] >= 1, f"trial {trial['number']} was not re-queued"
         measured["requeued"] = len(failed)
+        phase_done("raise the budget, stop mid-trial")
 
         # Workers whose study file disagrees with the stored study (another file under the
         # same study name) stop on their one line after at most 3 restarts (the compose file's
@@ -209,6 +222,7 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
         assert "was created from another spec" in logs, logs
         measured["mismatch_restarts"] = [s["RestartCount"] for s in refused]
         measured["mismatch_lines"] = logs.count("was created from another spec")
+        phase_done("mismatched workers' 3 restarts")
 
         for service in ("dashboard", "postgres"):
             stop_seconds[service] = _timed_stop(compose, service)
@@ -218,6 +232,7 @@ def test_compose_pool_runs_distinct_trials_stops_quickly_and_cleans_up(tmp_path:
         compose.check("down", timeout=300)
         left = _engine.volume_names() - volumes_before
         assert left == {f"{project}_{name}" for name in NAMED_VOLUMES}, left
+        phase_done("stop the rest, down")
     finally:
-        print(f"compose test measured: {measured}")
+        print(f"compose test measured: {measured}; phases (s): {phases}")
         compose.run("down", "-v", "-t", "5", timeout=300)
