@@ -25,6 +25,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from lstm_tune.errors import StorageError, StorageUnreachable
+from lstm_tune.storages.interrupts import storage_call
 from lstm_tune.storages.ledger import TrialLedger, hold
 from lstm_tune.storages.retry import QUERY_CALLS, Retrier
 from lstm_tune.storages.url import GrpcURL, StorageURL
@@ -116,11 +117,13 @@ class HeartbeatGrpcStorage(TrialLedger, _RetryingGrpcStorageProxy, BaseHeartbeat
     # The ledger of held trials (so a stopped worker fails and re-queues its own trial).
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        """Create a trial; hold it when it starts RUNNING."""
-        trial_id = super().create_new_trial(study_id, template_trial)
-        self._study_of_trial[trial_id] = study_id
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            hold(self, trial_id, study_id)
+        """Create a trial; hold it when it starts RUNNING (one storage call for both, so a
+        stop asked for during the create is raised once the trial is held)."""
+        with storage_call():
+            trial_id = super().create_new_trial(study_id, template_trial)
+            self._study_of_trial[trial_id] = study_id
+            if template_trial is None or template_trial.state == TrialState.RUNNING:
+                hold(self, trial_id, study_id)
         return trial_id
 
     def get_all_trials(

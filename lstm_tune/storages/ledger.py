@@ -27,6 +27,8 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from lstm_tune.storages.interrupts import storage_call
+
 __all__ = [
     "HeldTrial",
     "TrialLedger",
@@ -220,8 +222,17 @@ class TrialLedger(BaseStorage):
         """Move a trial to ``state`` and hold or release it.
 
         A retry that finds its own earlier write counts as done; a trial that was failed as
-        stale meanwhile (its re-queued copy will run it again) is given up: False.
+        stale meanwhile (its re-queued copy will run it again) is given up: False. The write
+        and the hold are one storage call: a stop asked for during the write is raised once
+        the trial is held, so the stopping worker fails and re-queues it (raised between the
+        two, it left the trial RUNNING and unheld, failed only when its heartbeat went stale).
         """
+        with storage_call():
+            return self._set_state_and_hold(trial_id, state, values)
+
+    def _set_state_and_hold(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None
+    ) -> bool:
         # The storage class this mixin precedes (RDBStorage, GrpcStorageProxy) implements it.
         base = super().set_trial_state_values  # type: ignore[safe-super]
         attempts = 0

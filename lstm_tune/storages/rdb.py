@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from lstm_tune.errors import StorageError
+from lstm_tune.storages.interrupts import storage_call
 from lstm_tune.storages.ledger import TrialLedger, hold
 from lstm_tune.storages.requeue import requeue_failed
 from lstm_tune.storages.retry import QUERY_CALLS, Retrier, describe_storage_error
@@ -216,11 +217,18 @@ class ResilientRDBStorage(TrialLedger, optuna.storages.RDBStorage):
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        """Create a trial (retrying while unreachable); hold it when it starts RUNNING."""
+        """Create a trial (retrying while unreachable); hold it when it starts RUNNING.
+
+        One storage call for both: a stop asked for during the create is raised once the
+        trial is held (see :meth:`TrialLedger.set_trial_state_values`).
+        """
         base = optuna.storages.RDBStorage._create_new_trial
-        trial = self._with_retry("create_new_trial", lambda: base(self, study_id, template_trial))
-        if trial.state == TrialState.RUNNING:
-            hold(self, trial._trial_id, study_id)
+        with storage_call():
+            trial = self._with_retry(
+                "create_new_trial", lambda: base(self, study_id, template_trial)
+            )
+            if trial.state == TrialState.RUNNING:
+                hold(self, trial._trial_id, study_id)
         return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:

@@ -16,18 +16,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, GrpcStorageProxy, RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from lstm_tune.errors import StorageError
-from lstm_tune.storages import held_trials, open_storage
+from lstm_tune.storages import held_trials, open_storage, raise_when_safe
+from lstm_tune.storages.grpc import _RetryingGrpcStorageProxy
 from tests.helpers import ROOT
 from tests.helpers.servers import storage_proxy
 
@@ -219,6 +220,60 @@ def test_a_trial_is_held_while_running_and_released_when_finished_or_failed(
     assert _held_by(storage) == {queued._trial_id}
     study.tell(queued, 0.5)
     assert _held_by(storage) == set()
+
+
+class _Stop(Exception):
+    """A worker's stop (SIGTERM), as its signal handler hands it to ``raise_when_safe``."""
+
+
+# The calls of each backend's own storage that move a trial to RUNNING: creating a new
+# trial, and taking a queued (WAITING) one. (The gRPC storage's retrying layer keeps Optuna's
+# create_new_trial from import time, so the create is replaced on that layer.)
+_RDB_STARTS = ((RDBStorage, "_create_new_trial"), (RDBStorage, "set_trial_state_values"))
+_STARTS = {
+    "sqlite": _RDB_STARTS,
+    "postgresql": _RDB_STARTS,
+    "grpc": (
+        (_RetryingGrpcStorageProxy, "create_new_trial"),
+        (GrpcStorageProxy, "set_trial_state_values"),
+    ),
+}
+
+
+def test_a_stop_that_comes_while_a_trial_starts_is_raised_once_the_trial_is_held(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop deferred inside the storage call that starts a trial is raised after the trial
+    is held, so the stopping worker fails and re-queues it. Raised before the hold, it left a
+    RUNNING trial nobody held, with no heartbeat yet, so no stale-trial check would fail it
+    (the container test's `stop` found one so)."""
+    storage = backend.open()
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({"x": 0.5})
+    create, set_state = _STARTS[backend.name]
+
+    def stopped_during(where: tuple[type, str], starts: Callable[..., bool]) -> None:
+        owner, name = where
+        original = getattr(owner, name)
+
+        def call(self: object, *args: object, **kwargs: object) -> object:
+            result = original(self, *args, **kwargs)
+            if starts(*args, **kwargs):
+                raise_when_safe(_Stop())  # the signal arrives while the storage call runs
+            return result
+
+        monkeypatch.setattr(owner, name, call)
+
+    stopped_during(create, lambda study_id, template_trial=None: template_trial is None)
+    stopped_during(set_state, lambda trial_id, state, values=None: state == TrialState.RUNNING)
+    with pytest.raises(_Stop):
+        study.ask()  # takes the queued trial
+    with pytest.raises(_Stop):
+        study.ask()  # creates a new one
+    running = [t._trial_id for t in backend.open().get_all_trials(study._study_id)
+               if t.state == TrialState.RUNNING]  # fmt: skip
+    assert len(running) == 2
+    assert _held_by(storage) == set(running)
 
 
 def test_a_trial_whose_worker_stopped_beating_is_failed_and_its_params_requeued(
