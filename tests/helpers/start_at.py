@@ -1,10 +1,12 @@
-"""Run ``lstm-tune ARGS`` in N processes that start at one instant: ``start_at.py N LOGS ARGS``.
+"""Run ``lstm-tune ARGS --storage URL`` in N processes that start at one instant, once per
+URL: ``start_at.py N LOGS URL [URL ...] -- ARGS``.
 
 Processes started one after another reach the database tens of milliseconds apart, and each
-spends seconds on its imports first. This one imports what the command needs once, forks N
-processes that block on one pipe, and closes it: every process wakes at the same moment and
-races for the database as workers that compose starts together do. Each one's output goes to
-``LOGS/<i>.log``; this process prints each one's exit code, one line each, in order.
+spends seconds on its imports first. This one imports what the command needs once; for each
+URL in turn (a round) it forks N processes that block on one pipe, and closes it: every
+process wakes at the same moment and races for the database as workers that compose starts
+together do. Each one's output goes to ``LOGS/<round>-<i>.log``; this process prints each
+round's exit codes on one line.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _racer(go: int, log: Path, argv: list[str]) -> int:
 
 
 def race(count: int, logs: Path, argv: list[str]) -> list[int]:
-    """Fork ``count`` racers, start them together, and return their exit codes in order."""
+    """Fork ``count`` racers, start them together, and return their exit codes in order;
+    racer ``i`` writes to ``logs`` with ``-<i>.log`` appended."""
     go_read, go_write = os.pipe()
     sys.stdout.flush()
     pids = []
@@ -47,7 +50,7 @@ def race(count: int, logs: Path, argv: list[str]) -> list[int]:
         pid = os.fork()
         if pid == 0:
             os.close(go_write)
-            os._exit(_racer(go_read, logs / f"{index}.log", argv))
+            os._exit(_racer(go_read, Path(f"{logs}-{index}.log"), argv))
         pids.append(pid)
     os.close(go_read)
     os.close(go_write)  # the start: every racer's read returns at once
@@ -55,5 +58,13 @@ def race(count: int, logs: Path, argv: list[str]) -> list[int]:
 
 
 if __name__ == "__main__":
-    for exit_code in race(int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]):
-        print(exit_code)
+    split = sys.argv.index("--")
+    count, logs, urls, args = (
+        int(sys.argv[1]),
+        Path(sys.argv[2]),
+        sys.argv[3:split],
+        sys.argv[split + 1 :],
+    )
+    for round_, url in enumerate(urls):
+        codes = race(count, logs / str(round_), [*args, "--storage", url])
+        print(" ".join(str(code) for code in codes), flush=True)

@@ -28,16 +28,23 @@ def _study_file(tmp_path: Path) -> Path:
     return write_study(tmp_path, name="race", data={"path": "unused.csv"}, search=search)
 
 
-def _race(study: Path, url: str, logs: Path) -> list[tuple[int, str]]:
-    """PROCESSES `create-study` processes started at one instant; their exit codes and output."""
+def _race(study: Path, urls: list[str], logs: Path) -> list[str]:
+    """A round per URL: PROCESSES `create-study` processes started at one instant; a line
+    for each racer that failed."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LSTM_TUNE_STORAGE": ""}
     argv = [sys.executable, str(ROOT / "tests" / "helpers" / "start_at.py"), str(PROCESSES)]
-    argv += [str(logs), "create-study", str(study), "--storage", url]
-    starter = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    argv += [str(logs), *urls, "--", "create-study", str(study)]
+    starter = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert starter.returncode == 0, starter.stdout + starter.stderr
-    codes = [int(line) for line in starter.stdout.split()]
-    return [(code, (logs / f"{i}.log").read_text()) for i, code in enumerate(codes)]
+    rounds = [[int(code) for code in line.split()] for line in starter.stdout.splitlines()]
+    assert len(rounds) == len(urls), starter.stdout
+    return [
+        f"round {round_}: exit {code}: {(logs / f'{round_}-{i}.log').read_text()[-800:]}"
+        for round_, codes in enumerate(rounds)
+        for i, code in enumerate(codes)
+        if code != 0
+    ]
 
 
 def _check_study(url: str) -> None:
@@ -58,15 +65,14 @@ def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_pat
     if problem:
         require_or_skip(problem)
     study = _study_file(tmp_path)
-    failures = []
-    for round_ in range(ROUNDS):
-        url, drop = _pg.create_database()
-        try:
-            results = _race(study, url, tmp_path / f"round{round_}")
-            failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
-                         if code != 0]  # fmt: skip
+    databases = [_pg.create_database() for _ in range(ROUNDS)]
+    try:
+        urls = [url for url, _ in databases]
+        failures = _race(study, urls, tmp_path / "logs")
+        for url in urls:
             _check_study(url)
-        finally:
+    finally:
+        for _, drop in databases:
             drop()
     print(f"concurrent starts on PostgreSQL: {len(failures)} failures in {ROUNDS}x{PROCESSES}")
     assert not failures, "\n".join(failures)
@@ -75,12 +81,9 @@ def test_workers_starting_together_on_a_new_postgresql_database_all_live(tmp_pat
 @pytest.mark.slow
 def test_workers_starting_together_on_a_new_sqlite_file_all_live(tmp_path: Path) -> None:
     study = _study_file(tmp_path)
-    failures = []
-    for round_ in range(ROUNDS):
-        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
-        results = _race(study, url, tmp_path / f"round{round_}")
-        failures += [f"round {round_}: exit {code}: {out[-800:]}" for code, out in results
-                     if code != 0]  # fmt: skip
+    urls = [f"sqlite:///{tmp_path / f'race{round_}.db'}" for round_ in range(ROUNDS)]
+    failures = _race(study, urls, tmp_path / "logs")
+    for url in urls:
         _check_study(url)
     print(f"concurrent starts on SQLite: {len(failures)} failures in {ROUNDS}x{PROCESSES}")
     assert not failures, "\n".join(failures)
