@@ -12,7 +12,9 @@ baseline.
 
 ``--search-args`` and ``--train-args`` pass more flags through (e.g. ``--train-args "--epochs
 50"``); ``--section`` names the BENCHMARKS.md section when one study is run several ways;
-``--storage`` shares one storage between runs, so a wide study can warm-start from the six's.
+``--storage`` shares one storage between runs, so a wide study can warm-start from the six's;
+``--no-train`` stops after the search, when ``benchmarks/finalists.py`` retrains the study's
+finalists over several seeds instead (two 60-minute IMDB searches then fit in one session).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from _common import git_revision, machine_line, publish  # noqa: E402
 from lstm_tune.config import load_spec  # noqa: E402
 
 MARKS_MIN = (1, 2, 5, 10, 15, 20, 25, 30, 45, 60)
+NOT_TRAINED = (
+    "No `train` in this run (`--no-train`): the test scores come from `benchmarks/finalists.py`."
+)
 
 
 def run(args: list[str], log: Path) -> float:
@@ -80,8 +85,36 @@ def importance_table(study: optuna.Study) -> str:
     return "\n".join(["| parameter | importance |", "|---|---:|", *rows])
 
 
+def train_section(args: argparse.Namespace, work: Path, data: list[str], log: Path) -> str:
+    """Run `train` on the exported best config; the section's paragraph and table of its test
+    scores beside the task's trivial baseline."""
+    train = ["train", str(work / "best.yaml"), "--out", str(work / "best"), *data]
+    train_s = run([*train, *shlex.split(args.train_args)], log)
+    metrics = json.loads((work / "best" / "metrics.json").read_text())
+    baseline = metrics.get("baseline", {})
+    scores = [
+        k
+        for k in ("accuracy", "f1_macro", "roc_auc", "mse", "mae", "perplexity", "cross_entropy")
+        if k in metrics
+    ]
+    rows = "\n".join(
+        f"| {k} | {metrics[k]:.4f} | "
+        + (f"{baseline[k]:.4f}" if isinstance(baseline.get(k), float) else "-")
+        + " |"
+        for k in scores
+        if isinstance(metrics[k], float)
+    )
+    return f"""`train` on the best config ({metrics["epochs"]} epochs, {train_s / 60:.1f} min wall,
+{metrics["train_size"]} fit / {metrics["validation_size"]} validation / {metrics["test_size"]} test
+examples), test split:
+
+| metric | model | baseline: {baseline.get("name", "-")} ({baseline.get("predicts", "")}) |
+|---|---:|---:|
+{rows}"""
+
+
 def main() -> None:
-    """Parse flags, run search → export-best → train, print the table."""
+    """Parse flags, run search → export-best → train (unless --no-train), print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study YAML file")
     parser.add_argument("--data-path", help="local data file (passed to search and train)")
@@ -95,6 +128,11 @@ def main() -> None:
         "--storage",
         help="storage URL (default: sqlite:///WORKDIR/study.db); give two runs the same one "
         "to warm-start the second from the first (--search-args '--warm-start-from NAME')",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="stop after the search (the finalists are retrained by benchmarks/finalists.py)",
     )
     parser.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
@@ -123,9 +161,7 @@ def main() -> None:
         log,
     )
     run(["export-best", "--study-name", spec.name, *common, "-o", str(work / "best.yaml")], log)
-    train = ["train", str(work / "best.yaml"), "--out", str(work / "best"), *data]
-    train_s = run([*train, *shlex.split(args.train_args)], log)
-    metrics = json.loads((work / "best" / "metrics.json").read_text())
+    trained = NOT_TRAINED if args.no_train else train_section(args, work, data, log)
 
     study = optuna.load_study(study_name=spec.name, storage=storage)
     trials = study.get_trials(deepcopy=False)
@@ -139,24 +175,12 @@ def main() -> None:
         seen = [v for minute, v in curve if minute <= mark]
         marks.append(f"| {mark} | {seen[-1]:.4f} |" if seen else f"| {mark} | - |")
     best = study.best_trial
-    baseline = metrics.get("baseline", {})
-    scores = [
-        k
-        for k in ("accuracy", "f1_macro", "roc_auc", "mse", "mae", "perplexity", "cross_entropy")
-        if k in metrics
-    ]
-    rows = "\n".join(
-        f"| {k} | {metrics[k]:.4f} | "
-        + (f"{baseline[k]:.4f}" if isinstance(baseline.get(k), float) else "-")
-        + " |"
-        for k in scores
-        if isinstance(metrics[k], float)
-    )
     flags = f" --data-path {args.data_path}" if args.data_path else ""
     flags += f" --workers {args.workers}" if args.workers != "1" else ""
     flags += f" --storage {args.storage}" if args.storage else ""
     flags += f" --search-args {shlex.quote(args.search_args)}" if args.search_args else ""
     flags += f" --train-args {shlex.quote(args.train_args)}" if args.train_args else ""
+    flags += " --no-train" if args.no_train else ""
     section = args.section or f"task_search_{spec.name}"
     body = f"""## {section}
 
@@ -180,13 +204,7 @@ Best {metric} so far (completed trials), by minute since the search started:
 |---:|---:|
 {chr(10).join(marks)}
 
-`train` on the best config ({metrics["epochs"]} epochs, {train_s / 60:.1f} min wall,
-{metrics["train_size"]} fit / {metrics["validation_size"]} validation / {metrics["test_size"]} test
-examples), test split:
-
-| metric | model | baseline: {baseline.get("name", "-")} ({baseline.get("predicts", "")}) |
-|---|---:|---:|
-{rows}
+{trained}
 """
     publish(section, body, args.write)
     print(f"files in {work}")
