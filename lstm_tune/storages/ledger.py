@@ -225,7 +225,8 @@ class TrialLedger(BaseStorage):
         stale meanwhile (its re-queued copy will run it again) is given up: False. The write
         and the hold are one storage call: a stop asked for during the write is raised once
         the trial is held, so the stopping worker fails and re-queues it (raised between the
-        two, it left the trial RUNNING and unheld, failed only when its heartbeat went stale).
+        two, it left the trial RUNNING and unheld, with no heartbeat yet, which Optuna's
+        stale-trial check skips: nothing would ever fail it).
         """
         with storage_call():
             return self._set_state_and_hold(trial_id, state, values)
