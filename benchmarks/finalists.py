@@ -84,6 +84,11 @@ def main() -> None:
     parser.add_argument("--finalists", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--test-metric", default="accuracy", help="key of the task's metrics")
+    parser.add_argument(
+        "--section",
+        help="section name (default finalists_<study name>), so a new run of a study keeps "
+        "the earlier run's section",
+    )
     parser.add_argument("--write", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
 
@@ -152,13 +157,16 @@ def main() -> None:
         if search_seconds is not None
         else "search: an existing study (its command is given beside this section)"
     )
+    section = args.section or f"finalists_{base.name}"
     body = "\n".join(
         [
-            f"## finalists_{base.name}",
+            f"## {section}",
             "",
             f"Command: `python benchmarks/finalists.py --study {args.study} "
-            f"--data-path {args.data_path} --finalists {args.finalists} --seeds {args.seeds}"
-            f"{f' --search-budget {args.search_budget}' if args.search_budget else ''} --write` "
+            f"--data-path {args.data_path} --storage {storage} --study-name {args.study_name} "
+            f"--finalists {args.finalists} --seeds {args.seeds}"
+            f"{f' --search-budget {args.search_budget}' if args.search_budget else ''}"
+            f"{f' --section {args.section}' if args.section else ''} --write` "
             f"(commit {git_revision()})",
             f"Machine: {machine_line()}. One run.",
             "",
@@ -201,7 +209,7 @@ def main() -> None:
         ),
         encoding="utf-8",
     )
-    publish(f"finalists_{base.name}", body, args.write)
+    publish(section, body, args.write)
 
 
 if __name__ == "__main__":
